@@ -1,0 +1,157 @@
+"""Wiring shared by the commands: settings from the environment, config, one cycle.
+
+The CLI parses arguments and prints; this module does the work, so the
+service, ``monitor once`` and the demo run the very same cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from monitor.config import FEEDS_FILE, FeedsConfig, load_feeds
+from monitor.deliver import Deliverer, DeliveryReport
+from monitor.durations import parse_duration
+from monitor.errors import ConfigError, ConfigErrors
+from monitor.fetch import FetchLimits, make_client
+from monitor.models import Feed
+from monitor.notify import Notifier
+from monitor.pipeline import PollReport, PollSettings, poll_all
+from monitor.rules import RuleSet, load_rules
+from monitor.store import Store
+
+log = logging.getLogger("monitor")
+
+DEFAULT_RULES = Path("rules")
+DEFAULT_STATE = Path("state/monitor.db")
+
+
+def utc_now() -> datetime:
+    """The real clock, injected into everything that needs one."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Operational settings from the environment (``MONITOR_*``), validated."""
+
+    concurrency: int = 10
+    retention: timedelta = timedelta(days=90)
+    limits: FetchLimits = field(default_factory=FetchLimits)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read ``MONITOR_CONCURRENCY``, ``MONITOR_RETENTION``, ``MONITOR_MAX_FEED_BYTES``
+        and ``MONITOR_FETCH_DEADLINE``; raise ConfigError naming the bad variable."""
+        def get(name: str, parse: Callable[[str], object], default: object) -> object:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                return parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r} is invalid: {exc}") from exc
+
+        concurrency = int(str(get("MONITOR_CONCURRENCY", int, 10)))
+        if not 1 <= concurrency <= 200:
+            raise ConfigError("MONITOR_CONCURRENCY must be between 1 and 200")
+        retention = get("MONITOR_RETENTION", parse_duration, timedelta(days=90))
+        max_bytes = get("MONITOR_MAX_FEED_BYTES", int, 10 * 1024 * 1024)
+        deadline = get("MONITOR_FETCH_DEADLINE", float, 30.0)
+        assert isinstance(retention, timedelta)
+        try:
+            limits = FetchLimits(max_bytes=int(str(max_bytes)), deadline=float(str(deadline)))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        return cls(concurrency=concurrency, retention=retention, limits=limits)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything loaded from the rules directory."""
+
+    feeds: FeedsConfig
+    rules: RuleSet
+    rules_dir: Path
+
+
+def load_config(rules_dir: Path, *, check_examples: bool = False) -> Config:
+    """Load feeds and rules, collecting every error from both before raising."""
+    errors: list[ConfigError] = []
+    feeds: FeedsConfig | None = None
+    try:
+        feeds = load_feeds(rules_dir / FEEDS_FILE)
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+    except ConfigError as exc:
+        errors.append(exc)
+    rules: RuleSet | None = None
+    try:
+        rules = load_rules(rules_dir, known_tags=feeds.tags if feeds else None)
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+    if rules is not None and check_examples:
+        errors.extend(rules.check_examples())
+    if errors or feeds is None or rules is None:
+        raise ConfigErrors(errors)
+    return Config(feeds, rules, rules_dir)
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    """One cycle: every feed polled once, then the outbox delivered."""
+
+    polls: tuple[PollReport, ...]
+    delivery: DeliveryReport | None
+
+    def summary(self) -> str:
+        """One line for the log."""
+        counts: dict[str, int] = {}
+        for p in self.polls:
+            counts[p.status] = counts.get(p.status, 0) + 1
+        parts = [f"{n} {status.replace('_', ' ')}" for status, n in sorted(counts.items())]
+        alerts = sum(len(p.alerts) for p in self.polls)
+        line = f"polled {len(self.polls)} feeds ({', '.join(parts)}); {alerts} new alerts"
+        if self.delivery is not None:
+            d = self.delivery
+            line += f"; delivered {d.delivered}, retry later {d.retried}, failed {d.failed}"
+        return line
+
+
+async def run_cycle(
+    feeds: Sequence[Feed],
+    rules: RuleSet,
+    store: Store,
+    *,
+    settings: Settings,
+    poll: PollSettings,
+    deliverer: Deliverer | None,
+    now: Callable[[], datetime] = utc_now,
+) -> CycleReport:
+    """Poll every feed once, then deliver what is pending (unless ``deliverer`` is None)."""
+    async with make_client(settings.limits, max_connections=settings.concurrency) as client:
+        polls = await poll_all(feeds, client=client, store=store, rules=rules, settings=poll,
+                               now=now, concurrency=settings.concurrency)
+    for report in polls:
+        if report.status == "skipped" and report.error:
+            log.info("skipped %r: %s", report.feed, report.error, extra={"feed": report.feed})
+    delivery = await deliverer.deliver_pending() if deliverer is not None else None
+    return CycleReport(tuple(polls), delivery)
+
+
+def make_deliverer(store: Store, notifier: Notifier,
+                   now: Callable[[], datetime] = utc_now) -> Deliverer:
+    """The outbox deliverer for ``notifier``."""
+    return Deliverer(store, notifier, now=now, logger=logging.getLogger("monitor.deliver"))
+
+
+def env_path(value: Path | None, env_name: str, default: Path) -> Path:
+    """An explicit option, else the environment variable, else the default."""
+    if value is not None:
+        return value
+    raw = os.environ.get(env_name)
+    return Path(raw) if raw else default

@@ -1,0 +1,79 @@
+"""Logging to stderr: readable on a terminal, JSON lines when asked, secrets redacted.
+
+stdout is reserved for what a command is asked to print (alerts, JSON lines,
+tables), so logs never mix into a pipe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import TextIO
+
+SECRET_VARIABLES = ("SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL")
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class RedactSecrets(logging.Filter):
+    """Replace every known secret value in a record's text with ``[redacted]``."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._secrets = sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        text = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        exc_text = record.exc_text or ""
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+            exc_text = exc_text.replace(secret, "[redacted]")
+        record.msg, record.args = text, None
+        record.exc_text = exc_text or None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any ``extra`` ids."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                data[key] = value
+        if record.exc_text or record.exc_info:
+            data["exception"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
+        return json.dumps(data, default=str, ensure_ascii=False)
+
+
+def configure(env: Mapping[str, str], *, level: str | None = None,
+              stream: TextIO | None = None) -> None:
+    """Set up the root logger from ``MONITOR_LOG_LEVEL`` / ``MONITOR_LOG_FORMAT``."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if env.get("MONITOR_LOG_FORMAT", "").lower() == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
+                                               "%H:%M:%S"))
+    secrets = [env[name] for name in SECRET_VARIABLES if env.get(name)]
+    handler.addFilter(RedactSecrets(secrets))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    name = (level or env.get("MONITOR_LOG_LEVEL") or "INFO").upper()
+    root.setLevel(getattr(logging, name, logging.INFO))
+    # httpx logs every request at INFO; that is our job, at our level.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -1,0 +1,132 @@
+"""Build the Slack message for one alert: pure functions, no I/O.
+
+Everything in an alert came from a feed and is untrusted. Slack mrkdwn has
+three control characters (``&``, ``<``, ``>``); escaping them in every piece
+of feed text means ``<!channel>``, ``<@U123>`` or ``<http://evil|click>``
+render as text instead of pinging people or hiding links. Every mrkdwn object
+is also ``verbatim`` so Slack does not auto-link names or bare mentions.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import UTC
+from typing import Any
+from urllib.parse import urlsplit
+
+from monitor.models import Alert
+
+HEADER_LIMIT = 150  # Slack: header text
+SECTION_LIMIT = 3000  # Slack: section / context element text
+FALLBACK_LIMIT = 3000  # our cap on the notification text
+SUMMARY_SOFT_LIMIT = 600  # "a few sentences" before we cut
+LINK_LIMIT = 2000  # longer links are almost certainly junk
+LINK_LABEL = "Read the announcement"
+ELLIPSIS = "…"
+
+_WHITESPACE = re.compile(r"\s+")
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]?\s")
+_UNSAFE_URL_CATEGORIES = {"Cc", "Cf", "Zs", "Zl", "Zp", "Cs", "Co", "Cn"}
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape Slack's three mrkdwn control characters (``&`` first, so nothing doubles)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def safe_link(url: str | None) -> str | None:
+    """Return ``url`` if it is a plain http(s) URL that cannot break out of ``<url|label>``.
+
+    Anything else (``javascript:``, relative links, control or space characters,
+    no host) gives None: no link at all is better than a hostile one. ``|``,
+    ``<`` and ``>`` are percent-encoded.
+    """
+    if not url or len(url) > LINK_LIMIT:
+        return None
+    if any(unicodedata.category(ch) in _UNSAFE_URL_CATEGORIES for ch in url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E")
+
+
+def build_message(alert: Alert) -> dict[str, Any]:
+    """Return ``{"text": fallback, "blocks": [...]}`` for one alert, within Slack's limits."""
+    title = _clean(alert.title) or "(untitled)"
+    source = _clean(alert.source) or "unknown source"
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            # plain_text is never parsed for mentions; escaping keeps `&lt;` literal.
+            "text": {"type": "plain_text", "text": _fit(title, HEADER_LIMIT), "emoji": False},
+        }
+    ]
+    summary = _clean(alert.summary)
+    if summary:
+        text = _fit(summary, min(SUMMARY_SOFT_LIMIT, SECTION_LIMIT), sentences=True)
+        blocks.append({"type": "section", "text": _mrkdwn(text)})
+    blocks.append({"type": "context", "elements": [_mrkdwn(_context_line(alert, source))]})
+    link = safe_link(alert.link)
+    if link is not None:
+        blocks.append({"type": "section", "text": _mrkdwn(f"<{escape_mrkdwn(link)}|{LINK_LABEL}>")})
+    prefix = "New AI safety partnership: "
+    tail = f" — {_fit(source, 200)}"
+    fallback = prefix + _fit(title, FALLBACK_LIMIT - len(prefix) - _units(tail)) + tail
+    return {"text": fallback, "blocks": blocks}
+
+
+def _context_line(alert: Alert, source: str) -> str:
+    published = alert.published.astimezone(UTC).strftime("%Y-%m-%d")
+    rules = ", ".join(_clean(r) for r in alert.rules if _clean(r)) or _clean(alert.rule)
+    terms = ", ".join(_clean(t) for t in alert.matched_terms if _clean(t))
+    parts = [_fit(source, 200), published, "rule: " + _fit(rules or "?", 300)]
+    if terms:
+        parts.append("matched: " + _fit(terms, 600))
+    return " · ".join(parts)
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+def _clean(text: str) -> str:
+    """Turn control characters into spaces and fold runs of whitespace (headers are one line)."""
+    kept = "".join(ch if unicodedata.category(ch) not in ("Cc", "Cs") else " " for ch in text)
+    return _WHITESPACE.sub(" ", kept).strip()
+
+
+def _units(text: str) -> int:
+    """Length in UTF-16 code units: never less than the code-point count, whichever Slack uses."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _fit(text: str, limit: int, *, sentences: bool = False) -> str:
+    """Escape ``text`` and cut it so the escaped result fits ``limit``, at a word boundary.
+
+    The cut is made on the raw text, so an entity such as ``&amp;`` is never split.
+    """
+    escaped = escape_mrkdwn(text)
+    if _units(escaped) <= limit:
+        return escaped
+    budget = limit - _units(ELLIPSIS)
+    used = 0
+    end = 0
+    for i, ch in enumerate(text):
+        used += _units(escape_mrkdwn(ch))
+        if used > budget:
+            break
+        end = i + 1
+    cut = text[:end]
+    if sentences:
+        ends = [m.end() for m in _SENTENCE_END.finditer(cut + " ")]
+        if ends and ends[-1] > len(cut) // 3:
+            return escape_mrkdwn(cut[: ends[-1]].rstrip())
+    space = cut.rfind(" ")
+    if space > len(cut) // 2:  # a word boundary not too far back; else hard cut (CJK, URLs)
+        cut = cut[:space]
+    return escape_mrkdwn(cut.rstrip()) + ELLIPSIS

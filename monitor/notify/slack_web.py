@@ -1,0 +1,360 @@
+"""Slack Web API delivery (bot token, ``chat.postMessage``): the exactly-once mode.
+
+slack-sdk's retry handlers are switched off (``retry_handlers=[]``): its
+connection-error handler re-sends blindly (a double post when Slack got the
+first one) and its rate-limit handler crashes on a date-form ``Retry-After``.
+The deliverer owns the retry policy; this module only says what happened.
+
+Every alert carries ``metadata`` with its id and the database's instance id,
+so after a send whose answer was lost, :meth:`SlackBotNotifier.find_sent` can
+look in ``conversations.history`` and settle whether it reached the channel.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import logging
+import re
+import urllib.error
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from monitor.errors import DeliveryError
+from monitor.models import Alert
+from monitor.notify.blocks import build_message
+
+EVENT_TYPE = "ai_safety_partnership_alert"
+LOOKUP_MARGIN = timedelta(minutes=5)  # Slack's clock vs ours
+LOOKUP_PAGES = 20  # x 200 messages: beyond that the lookup is inconclusive
+DEFAULT_RETRY_AFTER = 60.0  # a 429 without a usable Retry-After
+
+AUTH_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "token_revoked",
+        "token_expired",
+        "account_inactive",
+        "no_permission",
+        "missing_scope",
+        "not_allowed_token_type",
+        "ekm_access_denied",
+    }
+)
+CHANNEL_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "restricted_action",
+        "restricted_action_read_only_channel",
+        "cannot_reply_to_message",
+        "team_access_not_granted",
+        "channel_is_archived",
+        "action_prohibited",
+        "posting_to_general_channel_denied",
+    }
+)
+SERVER_ERRORS = frozenset(
+    {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+_ERROR_CODE = re.compile(r"^[a-z0-9_.]{1,80}$")
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+
+
+def sdk_logger() -> logging.Logger:
+    """A private, silent logger for slack-sdk: its debug lines can carry a webhook URL.
+
+    We log outcomes ourselves, without secrets. The logger is not registered with
+    :mod:`logging`, so nothing the application configures can turn it on.
+    """
+    logger = logging.Logger("monitor.notify.sdk", level=logging.CRITICAL + 1)
+    logger.addHandler(logging.NullHandler())
+    return logger
+
+
+def network_error(exc: BaseException, what: str) -> DeliveryError:
+    """Classify an exception raised by urllib inside slack-sdk.
+
+    urllib wraps failures while connecting and writing the request in ``URLError``:
+    the request never fully left, so it cannot have been posted. Anything after
+    the request was written (timeout, reset, closed without answer) may have
+    been posted; so may anything we cannot recognise.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        reason = type(exc.reason).__name__ if isinstance(exc.reason, BaseException) else "error"
+        return DeliveryError(
+            f"{what}: could not reach Slack ({reason})",
+            kind="network",
+            retryable=True,
+            maybe_sent=False,
+            code="unreachable",
+        )
+    if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError since 3.10
+        return DeliveryError(
+            f"{what}: Slack did not answer in time; the message may have been posted",
+            kind="network",
+            retryable=True,
+            maybe_sent=True,
+            code="timeout",
+        )
+    if isinstance(exc, OSError | http.client.HTTPException):
+        return DeliveryError(
+            f"{what}: connection lost before Slack answered ({name}); the "
+            "message may have been posted",
+            kind="network",
+            retryable=True,
+            maybe_sent=True,
+            code="connection_lost",
+        )
+    return DeliveryError(
+        f"{what}: unexpected failure ({name}); the message may have been posted",
+        kind="network",
+        retryable=True,
+        maybe_sent=True,
+        code="unexpected",
+    )
+
+
+def retry_after_seconds(headers: Mapping[str, Any]) -> float:
+    """Seconds to wait from ``Retry-After`` (delta-seconds or HTTP-date).
+
+    A date is measured against the response's own ``Date`` header, so no local
+    clock is involved; without one we fall back to :data:`DEFAULT_RETRY_AFTER`.
+    """
+    lower = {k.lower(): (v[0] if isinstance(v, list) and v else v) for k, v in headers.items()}
+    value = str(lower.get("retry-after") or "").strip()
+    if not value:
+        return DEFAULT_RETRY_AFTER
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        until = email.utils.parsedate_to_datetime(value)
+        date = email.utils.parsedate_to_datetime(str(lower.get("date") or ""))
+    except (TypeError, ValueError):
+        return DEFAULT_RETRY_AFTER
+    return max(0.0, (until - date).total_seconds())
+
+
+def classify(status: int, error: str, headers: Mapping[str, Any], what: str) -> DeliveryError:
+    """Turn an HTTP status and Slack error code into a :class:`DeliveryError`."""
+    if status == 429 or error in ("ratelimited", "rate_limited"):
+        wait = retry_after_seconds(headers)
+        return DeliveryError(
+            f"{what}: rate limited by Slack; retry after {wait:.0f} s",
+            kind="rate_limited",
+            retryable=True,
+            retry_after=wait,
+            code="ratelimited",
+        )
+    if status >= 500 or error in SERVER_ERRORS:
+        retry = retry_after_seconds(headers) if _has(headers, "retry-after") else None
+        return DeliveryError(
+            f"{what}: Slack server error (HTTP {status}{', ' + error if error else ''})",
+            kind="server",
+            retryable=True,
+            retry_after=retry,
+            code=error or f"http_{status}",
+        )
+    if error in AUTH_ERRORS or (status in (401, 403) and error in ("", "invalid_token")):
+        return DeliveryError(
+            f"{what}: Slack rejected the credentials ({error or status})",
+            kind="auth",
+            retryable=True,
+            code=error or f"http_{status}",
+        )
+    if error in CHANNEL_ERRORS:
+        return DeliveryError(
+            f"{what}: Slack refused the channel ({error})",
+            kind="channel",
+            retryable=True,
+            code=error,
+        )
+    return DeliveryError(
+        f"{what}: Slack refused the message ({error or 'HTTP ' + str(status)})",
+        kind="message",
+        retryable=False,
+        code=error or f"http_{status}",
+    )
+
+
+def _has(headers: Mapping[str, Any], name: str) -> bool:
+    return any(k.lower() == name for k in headers)
+
+
+class SlackBotNotifier:
+    """Posts alerts with ``chat.postMessage``; can look them up again (exactly once)."""
+
+    mode = "slack-bot"
+    exactly_once = True
+
+    def __init__(
+        self,
+        token: str,
+        default_channel: str | None,
+        *,
+        base_url: str | None = None,
+        timeout: float = 15.0,
+    ) -> None:
+        kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
+        self._client = WebClient(
+            token=token,
+            timeout=int(max(1, timeout)),
+            retry_handlers=[],
+            logger=sdk_logger(),
+            **kwargs,
+        )
+        self.default_channel = default_channel
+        self._ids: dict[str, str] = {}  # channel name -> ID, learned from answers and lookups
+
+    def __repr__(self) -> str:
+        return f"SlackBotNotifier(default_channel={self.default_channel!r})"
+
+    def channel_for(self, alert: Alert) -> str | None:
+        """The rule's channel, else the default; config error when there is neither."""
+        return self._default(alert)
+
+    def _default(self, alert: Alert) -> str:
+        channel = alert.channel or self.default_channel
+        if not channel:
+            raise DeliveryError(
+                f"alert {alert.id}: rule '{alert.rule}' has no channel and SLACK_CHANNEL is not "
+                "set: set SLACK_CHANNEL (e.g. #ai-safety) or give the rule a channel",
+                kind="config",
+                retryable=True,
+                code="no_channel",
+            )
+        return channel
+
+    def send(self, alert: Alert, channel: str | None, *, instance_id: str) -> str | None:
+        """Post one alert; return its ``ts``. Raises :class:`DeliveryError`."""
+        message = build_message(alert)
+        payload = {
+            "event_type": EVENT_TYPE,
+            "event_payload": {"alert_id": alert.id, "instance": instance_id},
+        }
+        data = self._call(
+            f"alert {alert.id}",
+            "chat.postMessage",
+            json={
+                "channel": channel or self._default(alert),
+                **message,
+                "unfurl_links": False,
+                "unfurl_media": False,
+                "link_names": False,
+                "metadata": payload,
+            },
+        )
+        if channel and isinstance(data.get("channel"), str):
+            self._ids[channel] = data["channel"]
+        return str(data["ts"]) if data.get("ts") is not None else None
+
+    def find_sent(self, alert: Alert, channel: str | None, *, instance_id: str) -> str | None:
+        """Look the alert up in the channel's recent history; its ``ts``, or None if absent.
+
+        Raises :class:`DeliveryError` (kind ``lookup`` when the history is too long
+        to settle the question) rather than guessing "not sent".
+        """
+        what = f"alert {alert.id} lookup"
+        channel_id = self._resolve(channel or self._default(alert), what)
+        oldest = (alert.created_at - LOOKUP_MARGIN).timestamp()
+        cursor = ""
+        for _ in range(LOOKUP_PAGES):
+            params: dict[str, Any] = {
+                "channel": channel_id,
+                "oldest": f"{oldest:.6f}",
+                "limit": 200,
+                "include_all_metadata": True,
+            }
+            if cursor:
+                params["cursor"] = cursor
+            data = self._call(what, "conversations.history", params=params, http_verb="GET")
+            for message in data.get("messages") or []:
+                if _is_ours(message, alert.id, instance_id):
+                    return str(message["ts"])
+            cursor = str((data.get("response_metadata") or {}).get("next_cursor") or "")
+            if not cursor:
+                return None
+        raise DeliveryError(
+            f"{what}: more than {LOOKUP_PAGES * 200} messages since the alert was created; "
+            "cannot tell whether it was posted. Check the channel, then run "
+            "`monitor outbox --retry` to post it",
+            kind="lookup",
+            retryable=False,
+            code="lookup_inconclusive",
+        )
+
+    def verify(self) -> str:
+        """``auth.test``: one line saying who we are. Raises :class:`DeliveryError`."""
+        data = self._call("auth.test", "auth.test")
+        where = (
+            f"default channel {self.default_channel}"
+            if self.default_channel
+            else "no default channel (every rule needs a channel)"
+        )
+        return f"slack-bot: authenticated as {data.get('user')} in {data.get('team')}; {where}"
+
+    def _resolve(self, channel: str, what: str) -> str:
+        """A channel ID for ``conversations.history`` (which does not take names)."""
+        if _CHANNEL_ID.match(channel):
+            return channel
+        if channel in self._ids:
+            return self._ids[channel]
+        name = channel.lstrip("#")
+        cursor = ""
+        for _ in range(50):
+            params: dict[str, Any] = {
+                "types": "public_channel,private_channel",
+                "limit": 1000,
+                "exclude_archived": True,
+            }
+            if cursor:
+                params["cursor"] = cursor
+            data = self._call(what, "conversations.list", params=params, http_verb="GET")
+            for item in data.get("channels") or []:
+                if item.get("name") == name:
+                    self._ids[channel] = str(item["id"])
+                    return self._ids[channel]
+            cursor = str((data.get("response_metadata") or {}).get("next_cursor") or "")
+            if not cursor:
+                break
+        raise DeliveryError(
+            f"{what}: channel {channel} not found (or the bot cannot see it)",
+            kind="channel",
+            retryable=True,
+            code="channel_not_found",
+        )
+
+    def _call(self, what: str, method: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self._client.api_call(method, **kwargs)
+        except SlackApiError as exc:
+            resp = exc.response
+            data = resp.data if isinstance(resp.data, dict) else {}
+            error = str(data.get("error") or "")
+            # slack-sdk reports a non-JSON body (a proxy's 502 page) as a sentence, not a code
+            code = error if _ERROR_CODE.match(error) else ""
+            raise classify(resp.status_code, code, resp.headers, what) from None
+        except Exception as exc:  # urllib / http.client: classify, never echo the request
+            raise network_error(exc, what) from None
+        return response.data if isinstance(response.data, dict) else {}
+
+
+def _is_ours(message: Mapping[str, Any], alert_id: int, instance_id: str) -> bool:
+    meta = message.get("metadata")
+    if not isinstance(meta, Mapping) or meta.get("event_type") != EVENT_TYPE:
+        return False
+    payload = meta.get("event_payload")
+    return (
+        isinstance(payload, Mapping)
+        and str(payload.get("alert_id")) == str(alert_id)
+        and payload.get("instance") == instance_id
+    )

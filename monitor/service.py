@@ -1,0 +1,173 @@
+"""``monitor run``: every feed on its own schedule, delivery as alerts appear.
+
+APScheduler 3.x ``AsyncIOScheduler`` is started inside the running loop. Each
+feed is one interval job with jitter, ``max_instances=1``, ``coalesce`` and a
+``misfire_grace_time`` near its interval (the default of 1 s silently skips
+late runs), and each run has a deadline so a hung poll cannot block its own
+later runs. Delivery is one long-lived task woken after each poll that queued
+alerts, and at least every ``DELIVERY_PERIOD`` seconds for retries.
+
+SIGTERM and SIGINT stop the scheduler, give in-flight polls a short grace
+period, cancel what is left (each poll commits in one transaction, so a
+cancelled poll leaves no partial state) and close the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from monitor.app import Config, Settings, load_config, make_deliverer, utc_now
+from monitor.deliver import Deliverer
+from monitor.fetch import make_client
+from monitor.models import Feed
+from monitor.notify import notifier_from_env
+from monitor.pipeline import PollSettings, poll_feed
+from monitor.store import Store
+
+log = logging.getLogger("monitor.service")
+
+DELIVERY_PERIOD = 15.0
+SHUTDOWN_GRACE = 10.0
+PRUNE_PERIOD = timedelta(hours=6)
+
+
+class Service:
+    """The long-running monitor: scheduler, polls, delivery and shutdown."""
+
+    def __init__(self, config: Config, store: Store, deliverer: Deliverer, settings: Settings,
+                 *, now: Callable[[], datetime] = utc_now) -> None:
+        self.config = config
+        self.store = store
+        self.deliverer = deliverer
+        self.settings = settings
+        self.now = now
+        self.poll_settings = PollSettings(limits=settings.limits, retention=settings.retention)
+        self._stop = asyncio.Event()
+        self._wake_delivery = asyncio.Event()
+        self._in_flight: set[asyncio.Task[object]] = set()
+        self._gate = asyncio.Semaphore(settings.concurrency)
+        self._client: httpx.AsyncClient | None = None
+        self.scheduler: AsyncIOScheduler | None = None
+
+    def stop(self) -> None:
+        """Ask the service to stop (safe to call from a signal handler)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop` is called."""
+        self._client = make_client(self.settings.limits,
+                                   max_connections=self.settings.concurrency)
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        for index, feed in enumerate(self.config.feeds.feeds):
+            self._schedule(feed, index)
+        self.scheduler.add_job(self._prune, "interval",
+                               seconds=PRUNE_PERIOD.total_seconds(), id="prune",
+                               max_instances=1, coalesce=True,
+                               misfire_grace_time=int(PRUNE_PERIOD.total_seconds()))
+        self.scheduler.start()
+        log.info("monitor running: %d feeds, %d rules, delivery via %s",
+                 len(self.config.feeds.feeds), len(self.config.rules.rules),
+                 self.deliverer.notifier.mode)
+        delivery = asyncio.create_task(self._delivery_loop(), name="delivery")
+        try:
+            await self._stop.wait()
+        finally:
+            await self._shutdown(delivery)
+
+    def _schedule(self, feed: Feed, index: int) -> None:
+        assert self.scheduler is not None
+        seconds = feed.interval.total_seconds()
+        # Spread first polls over a few seconds so start-up is not a burst.
+        first = self.now() + timedelta(seconds=min(index * 0.2, 30) + random.uniform(0, 1))
+        self.scheduler.add_job(
+            self._poll_job, "interval", args=[feed], id=f"feed:{feed.name}",
+            name=f"poll {feed.name}", seconds=seconds, jitter=min(seconds * 0.1, 60),
+            next_run_time=first, max_instances=1, coalesce=True,
+            misfire_grace_time=max(1, int(seconds * 0.9)),
+        )
+
+    async def _poll_job(self, feed: Feed) -> None:
+        task = asyncio.current_task()
+        assert task is not None and self._client is not None
+        self._in_flight.add(task)
+        deadline = self.settings.limits.deadline * 2 + 30
+        try:
+            async with self._gate, asyncio.timeout(deadline):
+                report = await poll_feed(feed, client=self._client, store=self.store,
+                                         rules=self.config.rules, settings=self.poll_settings,
+                                         now=self.now)
+            if report.alerts:
+                log.info("feed %r: %d new alert(s)", feed.name, len(report.alerts),
+                         extra={"feed": feed.name})
+                self._wake_delivery.set()
+        except TimeoutError:
+            log.warning("poll of %r abandoned after %.0fs", feed.name, deadline,
+                        extra={"feed": feed.name})
+        except Exception:
+            log.exception("poll of %r failed unexpectedly", feed.name, extra={"feed": feed.name})
+        finally:
+            self._in_flight.discard(task)
+
+    async def _delivery_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.deliverer.deliver_pending()
+            except Exception:
+                log.exception("delivery cycle failed; alerts stay in the outbox")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_delivery.wait(), DELIVERY_PERIOD)
+            self._wake_delivery.clear()
+
+    async def _prune(self) -> None:
+        removed = self.store.prune(self.now(), self.settings.retention)
+        log.info("pruned %d seen entries older than the retention period", removed)
+
+    async def _shutdown(self, delivery: asyncio.Task[None]) -> None:
+        log.info("stopping: waiting up to %.0fs for %d in-flight poll(s)",
+                 SHUTDOWN_GRACE, len(self._in_flight))
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        if self._in_flight:
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=SHUTDOWN_GRACE)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        delivery.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await delivery
+        if self._client is not None:
+            await self._client.aclose()
+        log.info("stopped")
+
+
+def run_service(rules_dir: Path, state_path: Path, *, env: Mapping[str, str]) -> int:
+    """Load config, open the store and run the service until SIGTERM/SIGINT."""
+    config = load_config(rules_dir)
+    settings = Settings.from_env(env)
+    notifier = notifier_from_env(env, stdout=sys.stdout)
+    store = Store.open(state_path)
+    try:
+        service = Service(config, store, make_deliverer(store, notifier), settings)
+        asyncio.run(_main(service))
+    finally:
+        store.close()
+    return 0
+
+
+async def _main(service: Service) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, service.stop)
+    await service.run()

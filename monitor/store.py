@@ -1,0 +1,591 @@
+"""The state database: feed state, seen entries and the alert outbox (SQLite).
+
+The database file is the only state. Schema changes are numbered migrations
+recorded in ``PRAGMA user_version``. Every method that changes state commits
+before it returns, so a crash leaves either the old or the new state, never a
+half-written poll.
+
+A ``Store`` belongs to one thread (the event loop's); the network calls of
+fetch and delivery run elsewhere and hand their results back.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from monitor.errors import StoreError
+from monitor.models import Alert, AlertStatus, Entry, Feed, RuleMatch, Validators
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: feed state, seen entries, alert outbox.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE feeds (
+        name TEXT PRIMARY KEY,
+        config_url TEXT NOT NULL,
+        url TEXT NOT NULL,
+        etag TEXT,
+        last_modified TEXT,
+        first_polled_at TEXT,
+        last_polled_at TEXT,
+        last_success_at TEXT,
+        last_parsed_at TEXT,
+        last_status TEXT,
+        last_http_status INTEGER,
+        last_error TEXT,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        next_poll_at TEXT,
+        gone INTEGER NOT NULL DEFAULT 0,
+        body_hash TEXT,
+        entries_last_poll INTEGER
+    );
+    CREATE TABLE seen (
+        feed TEXT NOT NULL,
+        entry_id TEXT NOT NULL,
+        link TEXT,
+        title TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        published TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        PRIMARY KEY (feed, entry_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX seen_link ON seen(link);
+    CREATE INDEX seen_last_seen ON seen(last_seen);
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        feed TEXT NOT NULL,
+        entry_id TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        rules TEXT NOT NULL,
+        matched_terms TEXT NOT NULL,
+        title TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        link TEXT,
+        source TEXT NOT NULL,
+        published TEXT NOT NULL,
+        channel TEXT,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error TEXT,
+        delivered_channel TEXT,
+        delivered_ts TEXT,
+        delivered_at TEXT
+    );
+    CREATE UNIQUE INDEX alerts_entry ON alerts(feed, entry_id, ifnull(channel, ''));
+    CREATE INDEX alerts_status ON alerts(status, next_attempt_at);
+    CREATE INDEX alerts_link ON alerts(link);
+    """,
+)
+
+_UNDELIVERED = (AlertStatus.PENDING, AlertStatus.SENDING, AlertStatus.FAILED)
+
+
+def to_db_time(value: datetime) -> str:
+    """Fixed-width UTC text, so SQL string comparison orders times correctly."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store; pass an aware UTC time")
+    return value.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def from_db_time(value: str) -> datetime:
+    """Inverse of :func:`to_db_time`."""
+    return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def _opt_time(value: str | None) -> datetime | None:
+    return from_db_time(value) if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """What the store remembers about one feed between polls."""
+
+    name: str
+    config_url: str
+    url: str
+    validators: Validators = field(default_factory=Validators)
+    first_polled_at: datetime | None = None
+    last_polled_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_parsed_at: datetime | None = None
+    last_status: str | None = None
+    last_http_status: int | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    next_poll_at: datetime | None = None
+    gone: bool = False
+    body_hash: str | None = None
+    entries_last_poll: int | None = None
+
+    @property
+    def first_poll(self) -> bool:
+        """True until a poll of this feed has been recorded successfully."""
+        return self.first_polled_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A new entry that matched at least one rule, to be turned into alerts."""
+
+    entry: Entry
+    matches: tuple[RuleMatch, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What ``record_poll`` did with one candidate for one channel."""
+
+    entry: Entry
+    match: RuleMatch
+    rules: tuple[str, ...]
+    alert_id: int | None  # the new alert, or None when it was a duplicate
+    duplicate_of: int | None  # the earlier alert with the same link
+
+
+class Store:
+    """SQLite-backed state. Use :meth:`open` (or :meth:`open_snapshot` for dry runs)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn = conn
+        self.path = path
+        self.instance_id = self._meta_value("instance_id")
+
+    # -- opening -------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path | str) -> Store:
+        """Open (creating and migrating as needed) the database at ``path``."""
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open state database {path}: {exc}") from exc
+        return cls._prepare(conn, str(path), wal=True)
+
+    @classmethod
+    def open_snapshot(cls, path: Path | str) -> Store:
+        """An in-memory copy of the database at ``path`` (empty if it does not exist).
+
+        Dry runs use this: the pipeline runs unchanged and nothing reaches disk.
+        """
+        path = Path(path)
+        memory = sqlite3.connect(":memory:", isolation_level=None)
+        if path.exists():
+            try:
+                source = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+                try:
+                    source.backup(memory)
+                finally:
+                    source.close()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read state database {path}: {exc}") from exc
+        return cls._prepare(memory, ":memory:", wal=False)
+
+    @classmethod
+    def _prepare(cls, conn: sqlite3.Connection, path: str, *, wal: bool) -> Store:
+        conn.row_factory = sqlite3.Row
+        try:
+            if wal:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            _migrate(conn, path)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(
+                f"{path} is not a usable state database ({exc}). Refusing to start over "
+                "silently: move the file aside to start fresh (every feed's next poll will "
+                "then be a first poll, which alerts on nothing)."
+            ) from exc
+        return cls(conn, path)
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        self._conn.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The number of migrations applied."""
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: committed on success, rolled back on any error."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the state database {self.path}: {exc}") from exc
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._conn.execute("ROLLBACK")
+            raise StoreError(f"cannot write to the state database {self.path}: {exc}") from exc
+
+    def _meta_value(self, key: str) -> str:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise StoreError(f"state database {self.path} has no {key}; it may be damaged")
+        return str(row[0])
+
+    # -- feed state ----------------------------------------------------------
+
+    def feed_state(self, feed: Feed) -> FeedState:
+        """The remembered state of ``feed``; fresh when the feed or its configured URL is new.
+
+        Changing a feed's URL in ``feeds.yaml`` resets its HTTP state (validators,
+        redirects, gone, backoff) but keeps what was seen, so nothing re-alerts.
+        """
+        row = self._conn.execute("SELECT * FROM feeds WHERE name = ?", (feed.name,)).fetchone()
+        if row is None or row["config_url"] != feed.url:
+            first = _opt_time(row["first_polled_at"]) if row is not None else None
+            return FeedState(name=feed.name, config_url=feed.url, url=feed.url,
+                             first_polled_at=first)
+        return _feed_state_from_row(row)
+
+    def feed_states(self) -> list[FeedState]:
+        """Every feed the database knows, by name."""
+        rows = self._conn.execute("SELECT * FROM feeds ORDER BY name").fetchall()
+        return [_feed_state_from_row(r) for r in rows]
+
+    def save_feed_state(self, state: FeedState) -> None:
+        """Write ``state`` (insert or replace) in its own transaction."""
+        with self.transaction() as conn:
+            _upsert_feed(conn, state)
+
+    def seen_ids(self, feed: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` this feed has already recorded."""
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT entry_id FROM seen WHERE feed = ? AND entry_id IN ({marks})",
+                (feed, *chunk),
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    def record_poll(
+        self,
+        state: FeedState,
+        entries: Sequence[Entry],
+        candidates: Sequence[Candidate],
+        now: datetime,
+        *,
+        link_window: timedelta,
+    ) -> list[Outcome]:
+        """Record one successful poll atomically: feed state, seen entries and new alerts.
+
+        Alerts are written in the same transaction that marks their entries
+        seen, so an entry is never "seen" without its alert being queued.
+        A candidate whose canonical link already has an alert from the last
+        ``link_window`` becomes a duplicate instead of a new alert.
+        """
+        stamp = to_db_time(now)
+        outcomes: list[Outcome] = []
+        with self.transaction() as conn:
+            _upsert_feed(conn, state)
+            conn.executemany(
+                """INSERT INTO seen (feed, entry_id, link, title, summary, published,
+                                     first_seen, last_seen)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (feed, entry_id) DO UPDATE SET last_seen = excluded.last_seen""",
+                [
+                    (state.name, e.id, e.link, e.title, e.summary, to_db_time(e.published),
+                     stamp, stamp)
+                    for e in entries
+                ],
+            )
+            since = to_db_time(now - link_window)
+            for cand in candidates:
+                outcomes.extend(_queue_candidate(conn, cand, now, since))
+        return outcomes
+
+    def prune(self, now: datetime, retention: timedelta) -> int:
+        """Forget seen entries absent from their feed for ``retention``; returns rows removed.
+
+        An entry is touched each time its feed's body is parsed; an entry still
+        in the latest parsed body (even if the feed has answered 304 for months)
+        carries that poll's stamp and is kept, so it can never re-alert.
+        """
+        cutoff = to_db_time(now - retention)
+        with self.transaction() as conn:
+            seen = conn.execute(
+                """DELETE FROM seen WHERE last_seen < ? AND last_seen < coalesce(
+                       (SELECT last_parsed_at FROM feeds WHERE feeds.name = seen.feed), ?)""",
+                (cutoff, cutoff),
+            ).rowcount
+            conn.execute(
+                "DELETE FROM alerts WHERE status = 'delivered' AND delivered_at < ?", (cutoff,)
+            )
+        return int(seen)
+
+    # -- the outbox ----------------------------------------------------------
+
+    def enqueue_alert(
+        self, entry: Entry, match: RuleMatch, now: datetime, *, rules: Sequence[str] = ()
+    ) -> int:
+        """Insert one pending alert for ``entry`` (its own transaction); returns its id."""
+        with self.transaction() as conn:
+            return _insert_alert(conn, entry, match, tuple(rules) or (match.rule,), now)
+
+    def due_alerts(self, now: datetime, limit: int | None = None) -> list[Alert]:
+        """Pending or in-flight alerts whose next attempt is due, oldest first."""
+        sql = """SELECT * FROM alerts WHERE status IN ('pending', 'sending')
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id"""
+        params: tuple[object, ...] = (to_db_time(now),)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params += (limit,)
+        return [_alert_from_row(r) for r in self._conn.execute(sql, params)]
+
+    def get_alert(self, alert_id: int) -> Alert | None:
+        """One alert by id."""
+        row = self._conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        return _alert_from_row(row) if row is not None else None
+
+    def mark_sending(self, alert_id: int, channel: str | None, now: datetime) -> None:
+        """Record that a send is about to start (committed before the network call)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE alerts SET status = 'sending', delivered_channel = ? WHERE id = ?",
+                (channel, alert_id),
+            )
+
+    def mark_delivered(
+        self, alert_id: int, channel: str | None, ts: str | None, now: datetime
+    ) -> None:
+        """Record that Slack (or stdout) accepted the alert."""
+        with self.transaction() as conn:
+            conn.execute(
+                """UPDATE alerts SET status = 'delivered', delivered_channel = ?,
+                   delivered_ts = ?, delivered_at = ?, last_error = NULL,
+                   next_attempt_at = NULL WHERE id = ?""",
+                (channel, ts, to_db_time(now), alert_id),
+            )
+
+    def mark_retry(
+        self, alert_id: int, error: str, next_attempt_at: datetime, *, maybe_sent: bool
+    ) -> None:
+        """Keep the alert for a later attempt; SENDING when it may have reached Slack."""
+        status = AlertStatus.SENDING if maybe_sent else AlertStatus.PENDING
+        with self.transaction() as conn:
+            conn.execute(
+                """UPDATE alerts SET status = ?, attempts = attempts + 1, last_error = ?,
+                   next_attempt_at = ? WHERE id = ?""",
+                (status.value, error, to_db_time(next_attempt_at), alert_id),
+            )
+
+    def mark_failed(self, alert_id: int, error: str) -> None:
+        """Slack refused this alert for good; keep it for ``monitor outbox``."""
+        with self.transaction() as conn:
+            conn.execute(
+                """UPDATE alerts SET status = 'failed', attempts = attempts + 1,
+                   last_error = ? WHERE id = ?""",
+                (error, alert_id),
+            )
+
+    def outbox(self, statuses: Sequence[AlertStatus] = _UNDELIVERED) -> list[Alert]:
+        """Alerts in the given states, oldest first."""
+        marks = ",".join("?" * len(statuses))
+        rows = self._conn.execute(
+            f"SELECT * FROM alerts WHERE status IN ({marks}) ORDER BY id",
+            [s.value for s in statuses],
+        )
+        return [_alert_from_row(r) for r in rows]
+
+    def requeue(self, now: datetime) -> int:
+        """Make every undelivered alert due now (failed ones become pending again)."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                """UPDATE alerts SET next_attempt_at = NULL,
+                   status = CASE status WHEN 'failed' THEN 'pending' ELSE status END
+                   WHERE status IN ('pending', 'sending', 'failed')"""
+            )
+        return int(cur.rowcount)
+
+    def count_alerts(self, status: AlertStatus) -> int:
+        """How many alerts are in ``status``."""
+        row = self._conn.execute(
+            "SELECT count(*) FROM alerts WHERE status = ?", (status.value,)
+        ).fetchone()
+        return int(row[0])
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _migrate(conn: sqlite3.Connection, path: str) -> None:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"{path} was written by a newer monitor (schema {version}, this one knows "
+            f"{len(MIGRATIONS)}); upgrade the monitor or use another --state file"
+        )
+    for number in range(version, len(MIGRATIONS)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[number]):
+                conn.execute(statement)
+            if number == 0:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('instance_id', ?)",
+                    (secrets.token_hex(8),),
+                )
+            conn.execute(f"PRAGMA user_version = {number + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would COMMIT our transaction; split instead (no ';' in our DDL strings).
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _upsert_feed(conn: sqlite3.Connection, s: FeedState) -> None:
+    conn.execute(
+        """INSERT INTO feeds (name, config_url, url, etag, last_modified, first_polled_at,
+               last_polled_at, last_success_at, last_parsed_at, last_status, last_http_status,
+               last_error, consecutive_failures, next_poll_at, gone, body_hash, entries_last_poll)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (name) DO UPDATE SET
+               config_url = excluded.config_url, url = excluded.url, etag = excluded.etag,
+               last_modified = excluded.last_modified, first_polled_at = excluded.first_polled_at,
+               last_polled_at = excluded.last_polled_at, last_success_at = excluded.last_success_at,
+               last_parsed_at = excluded.last_parsed_at,
+               last_status = excluded.last_status, last_http_status = excluded.last_http_status,
+               last_error = excluded.last_error,
+               consecutive_failures = excluded.consecutive_failures,
+               next_poll_at = excluded.next_poll_at, gone = excluded.gone,
+               body_hash = excluded.body_hash, entries_last_poll = excluded.entries_last_poll""",
+        (
+            s.name, s.config_url, s.url, s.validators.etag, s.validators.last_modified,
+            _db_opt(s.first_polled_at), _db_opt(s.last_polled_at), _db_opt(s.last_success_at),
+            _db_opt(s.last_parsed_at),
+            s.last_status, s.last_http_status, s.last_error, s.consecutive_failures,
+            _db_opt(s.next_poll_at), int(s.gone), s.body_hash, s.entries_last_poll,
+        ),
+    )
+
+
+def _db_opt(value: datetime | None) -> str | None:
+    return to_db_time(value) if value is not None else None
+
+
+def _feed_state_from_row(row: sqlite3.Row) -> FeedState:
+    return FeedState(
+        name=row["name"],
+        config_url=row["config_url"],
+        url=row["url"],
+        validators=Validators(etag=row["etag"], last_modified=row["last_modified"]),
+        first_polled_at=_opt_time(row["first_polled_at"]),
+        last_polled_at=_opt_time(row["last_polled_at"]),
+        last_success_at=_opt_time(row["last_success_at"]),
+        last_parsed_at=_opt_time(row["last_parsed_at"]),
+        last_status=row["last_status"],
+        last_http_status=row["last_http_status"],
+        last_error=row["last_error"],
+        consecutive_failures=row["consecutive_failures"],
+        next_poll_at=_opt_time(row["next_poll_at"]),
+        gone=bool(row["gone"]),
+        body_hash=row["body_hash"],
+        entries_last_poll=row["entries_last_poll"],
+    )
+
+
+def _queue_candidate(
+    conn: sqlite3.Connection, cand: Candidate, now: datetime, since: str
+) -> list[Outcome]:
+    """One alert per distinct channel among the candidate's matches (first rule wins)."""
+    by_channel: dict[str | None, RuleMatch] = {}
+    for match in cand.matches:
+        by_channel.setdefault(match.channel, match)
+    rules = tuple(m.rule for m in cand.matches)
+    entry = cand.entry
+    outcomes: list[Outcome] = []
+    for channel, match in by_channel.items():
+        duplicate_of = _earlier_alert(conn, entry, channel, since)
+        if duplicate_of is not None:
+            outcomes.append(Outcome(entry, match, rules, None, duplicate_of))
+            continue
+        alert_id = _insert_alert(conn, entry, match, rules, now)
+        outcomes.append(Outcome(entry, match, rules, alert_id, None))
+    return outcomes
+
+
+def _earlier_alert(
+    conn: sqlite3.Connection, entry: Entry, channel: str | None, since: str
+) -> int | None:
+    row = conn.execute(
+        """SELECT id FROM alerts WHERE feed = ? AND entry_id = ? AND ifnull(channel, '') = ?""",
+        (entry.source, entry.id, channel or ""),
+    ).fetchone()
+    if row is None and entry.link is not None:
+        row = conn.execute(
+            """SELECT id FROM alerts WHERE link = ? AND ifnull(channel, '') = ?
+               AND created_at >= ? ORDER BY id LIMIT 1""",
+            (entry.link, channel or "", since),
+        ).fetchone()
+    return int(row[0]) if row is not None else None
+
+
+def _insert_alert(
+    conn: sqlite3.Connection, entry: Entry, match: RuleMatch, rules: tuple[str, ...],
+    now: datetime,
+) -> int:
+    cur = conn.execute(
+        """INSERT INTO alerts (feed, entry_id, rule, rules, matched_terms, title, summary, link,
+               source, published, channel, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            entry.source, entry.id, match.rule, json.dumps(list(rules)),
+            json.dumps(list(match.matched_terms)), entry.title, entry.summary, entry.link,
+            entry.source, to_db_time(entry.published), match.channel, to_db_time(now),
+        ),
+    )
+    assert cur.lastrowid is not None
+    return int(cur.lastrowid)
+
+
+def _alert_from_row(row: sqlite3.Row) -> Alert:
+    return Alert(
+        id=row["id"],
+        feed=row["feed"],
+        entry_id=row["entry_id"],
+        rule=row["rule"],
+        rules=tuple(json.loads(row["rules"])),
+        matched_terms=tuple(json.loads(row["matched_terms"])),
+        title=row["title"],
+        summary=row["summary"],
+        link=row["link"],
+        source=row["source"],
+        published=from_db_time(row["published"]),
+        channel=row["channel"],
+        created_at=from_db_time(row["created_at"]),
+        status=AlertStatus(row["status"]),
+        attempts=row["attempts"],
+        next_attempt_at=_opt_time(row["next_attempt_at"]),
+        last_error=row["last_error"],
+        delivered_channel=row["delivered_channel"],
+        delivered_ts=row["delivered_ts"],
+    )

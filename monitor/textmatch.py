@@ -1,0 +1,307 @@
+"""Text folding, tokenising and the per-entry word index that rule queries run on.
+
+Text and query terms go through the same two steps, so they always agree:
+
+1. :func:`fold` makes text case-, accent- and punctuation-variant-insensitive.
+2. :func:`tokenize` cuts folded text into words. Words written with ``-``, ``&``
+   or ``'`` inside (``co-operation``, ``AT&T``) and dotted abbreviations
+   (``U.S.``) give one token per part *and* are indexed in their joined form
+   (``cooperation``, ``att``, ``us``) spanning those parts.
+
+A :class:`Document` holds one :class:`FieldIndex` per text field, built once per
+entry; a :class:`Pattern` (a compiled term or phrase) finds its spans in one.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+Span = tuple[int, int]
+"""Word positions ``(first, last)`` of one occurrence, both inclusive."""
+
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
+_SPACES = (
+    "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u200b\u202f\u205f\u3000"
+)
+_FOLD_TABLE: Mapping[int, str | None] = MappingProxyType(
+    {
+        **{ord(c): "-" for c in _DASHES},
+        **{ord(c): " " for c in _SPACES},
+        **{ord(c): "'" for c in "\u2018\u2019\u201a\u201b"},
+        **{ord(c): '"' for c in "\u201c\u201d\u201e\u201f"},
+        # Invisible characters that sit inside words: "co\u00adoperation" is one word.
+        **{ord(c): None for c in "\u00ad\u2060\ufeff"},
+    }
+)
+# Only diacritics are dropped, not every combining mark: the Japanese voicing
+# marks (\u3099) and Indic vowel signs change the letter, they are not accents.
+_DIACRITICS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+
+# Scripts written without spaces: each character is a word of its own.
+_CJK = (
+    "\u3005-\u3007\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+)
+_HANGUL = "\u1100-\u11ff\u3131-\u318e\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff"
+# Python's \w leaves out combining vowel signs, which would cut Hindi words apart.
+_INDIC = "\u0900-\u0963\u0966-\u0dff"
+_PART = rf"(?:[^\W_{_CJK}{_HANGUL}{_INDIC}]|[{_INDIC}])+"
+_TOKEN_RE = re.compile(rf"([{_CJK}])|([{_HANGUL}]+)|({_PART}(?:[-.&']{_PART})*)")
+_CONNECTOR_RE = re.compile(r"([-.&'])")
+
+_TEXT_FIELDS = ("title", "summary", "content", "source")
+
+
+def fold(text: str) -> str:
+    """Fold ``text`` for matching.
+
+    Case-folds, strips accents (``sécurité`` -> ``securite``), straightens
+    curly quotes and apostrophes, turns every dash variant into ``-``, turns
+    no-break and other Unicode spaces into a plain space, and applies NFKC-style
+    compatibility mapping (full-width ``ＡＩ`` -> ``ai``). The result may be
+    longer or shorter than ``text`` (``ß`` -> ``ss``).
+    """
+    if text.isascii():
+        return text.lower()
+    text = unicodedata.normalize("NFKD", text.casefold())
+    # NFC afterwards puts Hangul syllables and Japanese kana back together.
+    text = unicodedata.normalize("NFC", _DIACRITICS.sub("", text))
+    return text.translate(_FOLD_TABLE)
+
+
+def _split_compound(word: str) -> tuple[tuple[str, ...], str | None]:
+    """Parts of a word like ``co-operation`` and its joined form (or None)."""
+    pieces = _CONNECTOR_RE.split(word)
+    parts = [pieces[0]]
+    connectors: list[str] = []
+    for k in range(1, len(pieces), 2):
+        connector, part = pieces[k], pieces[k + 1]
+        if connector == "'" and part == "s":
+            continue  # possessive: "institute's" is the word "institute"
+        connectors.append(connector)
+        parts.append(part)
+    if len(parts) == 1:
+        return (parts[0],), None
+    if "." not in connectors:
+        return tuple(parts), "".join(parts)
+    # "U.S." is also "US"; "gov.uk" or "3.5" are not words to be joined.
+    if all(c == "." for c in connectors) and all(len(p) == 1 and p.isalpha() for p in parts):
+        return tuple(parts), "".join(parts)
+    return tuple(parts), None
+
+
+def token_groups(folded: str) -> list[tuple[tuple[str, ...], str | None]]:
+    """Cut folded text into word groups: ``(parts, joined form or None)``.
+
+    A plain word is a group of one part. ``co-operation`` is ``(("co",
+    "operation"), "cooperation")``. Each CJK ideograph or kana is a group of its
+    own; a run of Hangul is one word, also where it touches Latin letters
+    (``ai안전연구소와`` -> ``ai``, ``안전연구소와``).
+    """
+    groups: list[tuple[tuple[str, ...], str | None]] = []
+    for m in _TOKEN_RE.finditer(folded):
+        word = m.group(3)
+        if word is None:
+            groups.append(((m.group(),), None))
+        elif word.isalnum():
+            groups.append(((word,), None))
+        else:
+            groups.append(_split_compound(word))
+    return groups
+
+
+def tokenize(text: str) -> list[str]:
+    """The folded word tokens of ``text``, in order (joined forms not included)."""
+    return [part for parts, _ in token_groups(fold(text)) for part in parts]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldIndex:
+    """One text field of a document: folded text and where each word occurs.
+
+    ``spans`` maps a token, or the joined form of a compound word, to its
+    occurrences in increasing order. Treat it as read-only.
+    """
+
+    text: str
+    spans: Mapping[str, Sequence[Span]]
+    length: int
+
+
+def index_text(text: str) -> FieldIndex:
+    """Fold and index one field."""
+    folded = fold(text)
+    spans: dict[str, list[Span]] = {}
+    pos = 0
+    for parts, joined in token_groups(folded):
+        start = pos
+        for part in parts:
+            found = spans.get(part)
+            if found is None:
+                spans[part] = [(pos, pos)]
+            else:
+                found.append((pos, pos))
+            pos += 1
+        if joined is not None:
+            spans.setdefault(joined, []).append((start, pos - 1))
+    return FieldIndex(folded, spans, pos)
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """Everything a query can look at in one entry, folded and indexed once."""
+
+    title: FieldIndex
+    summary: FieldIndex
+    content: FieldIndex
+    source: FieldIndex
+    tags: tuple[str, ...]  # folded, spaces collapsed
+    link: str  # folded; "" when the entry has no link
+    host: str  # the link's host name, folded, no trailing dot; "" when unknown
+
+    def field(self, name: str) -> FieldIndex:
+        """The index of text field ``name`` (title, summary, content or source)."""
+        if name not in _TEXT_FIELDS:
+            raise KeyError(name)
+        index: FieldIndex = getattr(self, name)
+        return index
+
+
+def fold_phrase(text: str) -> str:
+    """Fold ``text`` and collapse runs of whitespace, for exact comparisons (tags)."""
+    return " ".join(fold(text).split())
+
+
+def _host(link: str | None) -> str:
+    if not link:
+        return ""
+    try:
+        host = urlsplit(link.strip()).hostname
+    except ValueError:  # malformed, e.g. an unclosed IPv6 bracket
+        return ""
+    return fold(host).rstrip(".") if host else ""
+
+
+def prepare_document(
+    title: str,
+    summary: str,
+    *,
+    content: str = "",
+    source: str = "",
+    tags: Sequence[str] = (),
+    link: str | None = None,
+) -> Document:
+    """Fold and index one entry's fields so any number of queries can run on it."""
+    return Document(
+        title=index_text(title),
+        summary=index_text(summary),
+        content=index_text(content),
+        source=index_text(source),
+        tags=tuple(fold_phrase(t) for t in tags),
+        link=fold(link) if link else "",
+        host=_host(link),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One word of a pattern; a compound word (``co-operation``) has several parts."""
+
+    parts: tuple[str, ...]
+    joined: str | None
+    prefix: bool  # the last part (and the joined form) is a prefix
+    # Ways to write a single word as two ("co operation" for "cooperation").
+    splits: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """A term or phrase compiled to words, matched against a :class:`FieldIndex`."""
+
+    units: tuple[Unit, ...]
+
+    def spans(self, index: FieldIndex) -> list[Span]:
+        """Every occurrence of the pattern in ``index``, sorted."""
+        if not self.units:
+            return []
+        found = _unit_spans(self.units[0], index.spans)
+        for unit in self.units[1:]:
+            if not found:
+                return []
+            found = _follow(found, _unit_spans(unit, index.spans))
+        return sorted(set(found))
+
+
+def compile_pattern(text: str) -> Pattern:
+    """Compile a term or phrase as written; a trailing ``*`` makes the last word a prefix.
+
+    The text is folded and tokenised exactly like document text, so a term
+    that is several tokens (``AI-safety``, ``安全研究所``) is a phrase.
+    """
+    stripped = text.strip()
+    prefix = stripped.endswith("*")
+    groups = token_groups(fold(stripped.rstrip("*")))
+    units: list[Unit] = []
+    for i, (parts, joined) in enumerate(groups):
+        is_prefix = prefix and i == len(groups) - 1
+        splits: tuple[tuple[str, str], ...] = ()
+        if len(parts) == 1 and not is_prefix:
+            word = parts[0]
+            # Both halves at least two letters: "a greement" is not "agreement".
+            splits = tuple((word[:k], word[k:]) for k in range(2, len(word) - 1))
+        units.append(Unit(parts, joined, is_prefix, splits))
+    return Pattern(tuple(units))
+
+
+def _follow(first: Sequence[Span], then: Sequence[Span]) -> list[Span]:
+    """Spans of ``first`` immediately followed by one of ``then``, joined."""
+    if not then:
+        return []
+    ends_by_start: dict[int, list[int]] = {}
+    for start, end in then:
+        ends_by_start.setdefault(start, []).append(end)
+    return [(s, e2) for s, e in first for e2 in ends_by_start.get(e + 1, ())]
+
+
+def _prefix_spans(prefix: str, spans: Mapping[str, Sequence[Span]]) -> list[Span]:
+    return [sp for key, found in spans.items() if key.startswith(prefix) for sp in found]
+
+
+def _word_spans(unit: Unit, spans: Mapping[str, Sequence[Span]]) -> list[Span]:
+    found = list(spans.get(unit.parts[0], ()))
+    for left, right in unit.splits:
+        head = spans.get(left)
+        if head is None:
+            continue
+        tail = spans.get(right)
+        if tail is not None:
+            found.extend(_follow(head, tail))
+    return found
+
+
+def _unit_spans(unit: Unit, spans: Mapping[str, Sequence[Span]]) -> list[Span]:
+    last = len(unit.parts) - 1
+    if last == 0:
+        if unit.prefix:
+            return _prefix_spans(unit.parts[0], spans)
+        return _word_spans(unit, spans)
+    # A compound: its parts as a phrase ("co operation"), or its joined form.
+    found: list[Span] = list(spans.get(unit.parts[0], ()))
+    for i in range(1, last + 1):
+        if not found:
+            break
+        part = unit.parts[i]
+        after = _prefix_spans(part, spans) if unit.prefix and i == last else spans.get(part, ())
+        found = _follow(found, after)
+    if unit.joined is not None:
+        if unit.prefix:
+            found.extend(_prefix_spans(unit.joined, spans))
+        else:
+            found.extend(spans.get(unit.joined, ()))
+    return found

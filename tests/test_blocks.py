@@ -1,0 +1,203 @@
+"""Slack message building: escaping, link safety, limits, golden payloads.
+
+Golden files live in ``tests/golden/<name>.json`` and are compared exactly.
+After an intended change to the message layout, regenerate them with::
+
+    UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_blocks.py
+
+and review the diff before committing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.models import Alert
+from monitor.notify.blocks import build_message, escape_mrkdwn, safe_link
+
+GOLDEN = Path(__file__).parent / "golden"
+T0 = datetime(2024, 5, 21, 9, 30, tzinfo=UTC)
+
+BASE = Alert(
+    id=7,
+    feed="gov-uk-aisi",
+    entry_id="urn:1",
+    rule="partnership",
+    rules=("partnership",),
+    matched_terms=("memorandum of understanding", "AI Safety Institute"),
+    title="UK and US AI Safety Institutes sign memorandum of understanding",
+    summary=(
+        "The UK and US have signed a memorandum of understanding to work together on testing "
+        "advanced AI models. The institutes will share research and run joint exercises. "
+        "It takes effect immediately."
+    ),
+    link="https://www.gov.uk/government/news/uk-us-ai-safety?utm=1&x=2",
+    source="GOV.UK AI Security Institute",
+    published=T0,
+    channel=None,
+    created_at=T0,
+)
+
+HOSTILE = replace(
+    BASE,
+    title="<!channel> <!here> <!everyone> Partnership <@U123> in <#C123> & co",
+    summary=(
+        "Click <http://evil.example|here> now. Already-decoded &lt;!channel&gt; and "
+        "&amp;lt;!channel&amp;gt; must stay literal. <!subteam^S123>"
+    ),
+    source="Evil <!here> News",
+    rule="<!channel>",
+    rules=("<!channel>",),
+    matched_terms=("<@U999>", "a&b"),
+    link="javascript:alert(1)",
+)
+
+CASES: dict[str, Alert] = {
+    "basic": BASE,
+    "hostile": HOSTILE,
+    "rtl_emoji": replace(
+        BASE,
+        title="شراكة جديدة لسلامة الذكاء الاصطناعي 🤝🇬🇧🇺🇸 — 安全合作",
+        summary="نص عربي ‏مع علامات اتجاه‏ and emoji 🧪🔬👩‍🔬.",
+        link="https://example.org/ar/شراكة",
+    ),
+    "long": replace(
+        BASE,
+        title=("Partnership " * 900).strip(),
+        summary=("This sentence is about AI safety. " * 400).strip(),
+        matched_terms=tuple(f"term{i}" for i in range(200)),
+        link=None,
+    ),
+    "no_summary": replace(BASE, summary="", title="   ", link="http://example.com/a|b<c>d"),
+}
+
+
+def _all_texts(message: dict[str, Any]) -> list[str]:
+    out = [message["text"]]
+    for block in message["blocks"]:
+        if "text" in block:
+            out.append(block["text"]["text"])
+        out.extend(e["text"] for e in block.get("elements", []))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden(name: str) -> None:
+    message = build_message(CASES[name])
+    path = GOLDEN / f"{name}.json"
+    rendered = json.dumps(message, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.mkdir(exist_ok=True)
+        path.write_text(rendered, encoding="utf-8")
+    assert rendered == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_limits(name: str) -> None:
+    message = build_message(CASES[name])
+    blocks = message["blocks"]
+    assert len(blocks) <= 50
+    header = blocks[0]
+    assert header["type"] == "header"
+    assert 0 < len(header["text"]["text"].encode("utf-16-le")) // 2 <= 150
+    for block in blocks[1:]:
+        texts = [block["text"]] if "text" in block else block["elements"]
+        for text in texts:
+            assert text["type"] == "mrkdwn"
+            assert text["verbatim"] is True
+            assert 0 < len(text["text"]) <= 3000
+    assert len(message["text"]) <= 3000
+    assert len(json.dumps(message)) < 16_000
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_no_raw_control_characters(name: str) -> None:
+    # Only our own link markup may use < and >: everything else is escaped.
+    for text in _all_texts(build_message(CASES[name])):
+        stripped = re.sub(r"<https?://[^<>|]+\|Read the announcement>", "", text)
+        assert "<" not in stripped and ">" not in stripped
+        assert re.search(r"&(?!amp;|lt;|gt;)", stripped) is None
+
+
+def test_hostile_text_is_inert() -> None:
+    message = build_message(HOSTILE)
+    joined = "\n".join(_all_texts(message))
+    assert "&lt;!channel&gt;" in joined
+    assert "&lt;@U123&gt;" in joined
+    assert "&lt;http://evil.example|here&gt;" in joined
+    assert "&amp;lt;!channel&amp;gt;" in joined  # literal "&lt;" in the feed text stays literal
+    assert "&amp;amp;lt;" in joined
+    assert not any(
+        b["type"] == "section" and "Read the announcement" in b["text"]["text"]
+        for b in message["blocks"]
+    )  # javascript: link dropped
+
+
+def test_long_title_cut_at_word_boundary() -> None:
+    header = build_message(CASES["long"])["blocks"][0]["text"]["text"]
+    assert header.endswith("Partnership…")
+    assert len(header) <= 150
+
+
+def test_cut_never_splits_an_entity() -> None:
+    alert = replace(BASE, title="&" * 400)
+    header = build_message(alert)["blocks"][0]["text"]["text"]
+    assert re.fullmatch(r"(&amp;)+…", header)
+    assert len(header) <= 150
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a & b", "a &amp; b"),
+        ("<!channel>", "&lt;!channel&gt;"),
+        ("&lt;", "&amp;lt;"),
+        ("&amp;lt;!here&amp;gt;", "&amp;amp;lt;!here&amp;amp;gt;"),
+        ("", ""),
+    ],
+)
+def test_escape_mrkdwn(text: str, expected: str) -> None:
+    assert escape_mrkdwn(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://example.com/a?b=1&c=2", "https://example.com/a?b=1&c=2"),
+        ("HTTP://Example.com/", "HTTP://Example.com/"),
+        ("https://example.com/a|b<c>", "https://example.com/a%7Cb%3Cc%3E"),
+        ("javascript:alert(1)", None),
+        ("JavaScript:alert(1)", None),
+        ("data:text/html,hi", None),
+        ("ftp://example.com/", None),
+        ("//example.com/x", None),
+        ("/relative", None),
+        ("https://exa mple.com/", None),
+        ("https://example.com/\nx", None),
+        ("https://example.com/\u202ex", None),
+        ("https://", None),
+        ("https://[::1", None),
+        ("https://example.com/" + "a" * 3000, None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_safe_link(url: str | None, expected: str | None) -> None:
+    assert safe_link(url) == expected
+
+
+def test_link_ampersand_escaped_inside_markup() -> None:
+    blocks = build_message(BASE)["blocks"]
+    link = blocks[-1]["text"]["text"]
+    assert (
+        link
+        == "<https://www.gov.uk/government/news/uk-us-ai-safety?utm=1&amp;x=2|Read the announcement>"
+    )

@@ -102,7 +102,10 @@ class FeedsConfig:
 
 def load_feeds(path: Path) -> FeedsConfig:
     """Load and validate ``feeds.yaml``; raise ConfigErrors listing every problem."""
-    data = load_yaml(path)
+    try:
+        data = load_yaml(path)
+    except ConfigError as exc:
+        raise ConfigErrors([exc]) from exc
     if not isinstance(data, Mapping) or not isinstance(data.get("feeds"), list):
         raise ConfigErrors([ConfigError(
             "expected a top-level 'feeds:' list, e.g.\n  feeds:\n    - name: NIST news\n"

@@ -254,7 +254,7 @@ async def _follow(
             raise _Failed(_too_many_redirects(trail, target, limits.max_redirects))
         problem = _check_url(target)
         if problem is not None:
-            raise _Failed(f"redirected to {target}: {problem}")
+            raise _Failed(f"{problem}; the server redirected to {target}")
         trail.hops.append((response.status_code, target))
 
 
@@ -267,10 +267,11 @@ def _redirect_target(response: httpx.Response) -> str:
 
 
 def _too_many_redirects(trail: _Trail, target: str, max_redirects: int) -> str:
-    visited = [trail.url, *(hop_target for _, hop_target in trail.hops)]
-    if target in visited:
-        loop = " -> ".join([*visited[visited.index(target):], target])
-        return f"redirect loop: {loop}"
+    visited = [trail.url, *(hop_target for _, hop_target in trail.hops), target]
+    first = visited.index(target)
+    if first < len(visited) - 1:  # ``target`` was visited before: show one turn of the loop
+        again = visited.index(target, first + 1)
+        return "redirect loop: " + " -> ".join(visited[first : again + 1])
     return f"too many redirects (more than {max_redirects}), last to {target}"
 
 

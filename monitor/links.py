@@ -43,6 +43,8 @@ _LABEL_RE = re.compile(r"[a-z0-9_-]{1,63}")
 _IPV6_RE = re.compile(r"[0-9a-f:.]+")
 # Browsers drop tabs and newlines anywhere in a URL (WHATWG URL standard).
 _TAB_NEWLINE = str.maketrans("", "", "\t\n\r")
+# ... and strip leading/trailing C0 controls and spaces.
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
 # Characters that may stay unescaped; everything else (spaces, non-ASCII, and
 # the ``<>|`` that would break a Slack link) is %-encoded. "%" is kept so
 # existing escapes are not escaped twice.
@@ -57,21 +59,27 @@ def canonical_link(url: str | None, base: str | None = None) -> str | None:
     and host are lower-cased (IDNA hosts become punycode), default ports,
     user:password, the fragment and tracking parameters (``utm_*``, ``fbclid``
     and friends) are removed; other query parameters keep their order and
-    spelling. An empty path becomes ``/``. Anything that is not http(s) with a
+    spelling. An empty path becomes ``/``; spaces, non-ASCII and ``<>|`` in
+    the path and query are %-encoded. Anything that is not http(s) with a
     host (``javascript:``, ``data:``, ``mailto:``, ``http:///x``) gives None.
     """
     if url is None:
         return None
-    url = url.translate(_TAB_NEWLINE).strip(" \x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c")
+    try:
+        return _canonical(url, base)
+    except ValueError:
+        # urlsplit on "http://[::1", a port of 99999, a lone surrogate that
+        # cannot be %-encoded (UnicodeError is a ValueError): not a usable link.
+        return None
+
+
+def _canonical(url: str, base: str | None) -> str | None:
+    url = url.translate(_TAB_NEWLINE).strip(_C0_AND_SPACE)
     if not url:
         return None
-    try:
-        if base:
-            url = urljoin(base.strip(), url)
-        parts = urlsplit(url)
-        port = parts.port  # raises ValueError for a non-numeric or out-of-range port
-    except ValueError:
-        return None
+    if base:
+        url = urljoin(base.strip(_C0_AND_SPACE), url)
+    parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:
         return None
@@ -79,6 +87,7 @@ def canonical_link(url: str | None, base: str | None = None) -> str | None:
     if host is None:
         return None
     netloc = f"[{host}]" if ":" in host else host
+    port = parts.port  # raises ValueError for a non-numeric or out-of-range port
     if port is not None and port != _DEFAULT_PORTS[scheme]:
         netloc += f":{port}"
     path = quote(parts.path, safe=_PATH_SAFE) or "/"

@@ -10,6 +10,7 @@ worker thread, not on the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 from collections.abc import Iterable, Mapping
@@ -68,10 +69,9 @@ def _raw_entry(entry: Mapping[str, Any], base: str) -> RawEntry:
     guid = _text(entry.get("id")).strip() or None
     link = _entry_link(entry, guid)
     if link is not None:
-        try:
+        # An unparseable link ("http://[::1") stays as it is; normalize rejects it.
+        with contextlib.suppress(ValueError):
             link = urljoin(base, link)
-        except ValueError:
-            pass  # e.g. "http://[::1": left as is; normalize rejects it
 
     title = _text(entry.get("title"))
     title_type = _content_type(entry.get("title_detail"), "text/plain")

@@ -59,7 +59,7 @@ class RequestInfo:
     target: str  # the request target as sent: path plus "?query"
 
 
-Handler = Callable[[RequestInfo, "Responder"], None]
+Handler = Callable[[RequestInfo, "Responder"], object]  # the return value is ignored
 
 
 class Responder:

@@ -73,6 +73,7 @@ class _State:
     messages: list[PostedMessage] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    bugs: list[str] = field(default_factory=list)  # exceptions inside the emulator
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
     seq: int = 0
@@ -160,6 +161,11 @@ class SlackEmulator:
         with self._state.lock:
             return list(self._state.calls)
 
+    @property
+    def bugs(self) -> list[str]:
+        """Exceptions raised inside the emulator (the fixture fails the test if any)."""
+        return list(self._state.bugs)
+
     def messages_in(self, channel_id: str) -> list[PostedMessage]:
         """Accepted messages in one channel, oldest first."""
         return [m for m in self.messages if m.channel == channel_id]
@@ -218,10 +224,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.do_POST()
 
     def do_POST(self) -> None:
+        try:
+            self._dispatch()
+        except Exception as exc:  # an emulator bug must not look like a dropped connection
+            self.state.bugs.append(repr(exc))
+            self._answer(500, b"emulator bug", "text/plain")
+
+    def _dispatch(self) -> None:
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         params = _params(url.query, raw, self.headers.get("Content-Type", ""))
+        if params is None:  # e.g. slack-sdk sends `null` for an empty webhook payload
+            if url.path.startswith("/webhook/"):
+                self._answer(400, b"invalid_payload", "text/plain")
+            else:
+                self._json(200, {"ok": False, "error": "invalid_json"})
+            return
         if url.path.startswith("/webhook/"):
             method = "webhook"
         elif url.path.startswith("/api/"):
@@ -419,12 +438,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-def _params(query: str, raw: bytes, ctype: str) -> dict[str, Any]:
+def _params(query: str, raw: bytes, ctype: str) -> dict[str, Any] | None:
     params: dict[str, Any] = {k: v[0] for k, v in parse_qs(query).items()}
     if not raw:
         return params
     if "json" in ctype:
-        params.update(json.loads(raw))
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(body, dict):
+            return None
+        params.update(body)
     elif "multipart" in ctype:
         pass  # file uploads are not emulated
     else:
@@ -441,3 +466,4 @@ def slack() -> Iterator[SlackEmulator]:
         yield emulator
     finally:
         emulator.down()
+    assert not emulator.bugs, f"Slack emulator errors: {emulator.bugs}"

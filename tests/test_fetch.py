@@ -307,7 +307,7 @@ def test_streamed_body_over_the_cap_stops_reading(feed_server: FeedServer) -> No
     def endless(_: RequestInfo, resp: Responder) -> None:
         resp.start(200, {"Content-Type": "application/rss+xml"})  # no length: streamed
         chunk = b"x" * 65536
-        for _ in range(200):  # 12.5 MB at most
+        for _chunk in range(200):  # 12.5 MB at most
             if not resp.write(chunk):
                 break
             sent.append(len(chunk))
@@ -450,10 +450,11 @@ def test_decoder_is_indifferent_to_chunk_boundaries(
         assert decoder.finish() == expected, f"chunks of {size}"
 
 
-def test_decoder_output_never_passes_cap_plus_one() -> None:
+def test_decoder_stops_inflating_once_past_the_cap() -> None:
     decoder = _BoundedDecoder("gzip", 1000)
-    with pytest.raises(_Failed):
-        decoder.feed(gzip.compress(b"\0" * 100_000))
+    with pytest.raises(_Failed, match="larger than 1000 bytes cap"):
+        decoder.feed(gzip.compress(b"\0" * 1_000_000))
+    assert decoder._z is not None and decoder._z.unconsumed_tail  # input left unread
     assert len(decoder._out) <= 1000
 
 
@@ -551,7 +552,7 @@ def test_redirect_to_a_non_http_url_is_refused(feed_server: FeedServer, target: 
     feed_server.redirect("/a", target, status=301)
     result = do_fetch(feed_server.url("/a"))
     assert result.status is ERROR
-    assert result.error is not None and result.error.startswith("redirected to ")
+    assert result.error is not None and "redirected to" in result.error
     assert result.moved_to is None
 
 

@@ -123,3 +123,8 @@ def test_idempotent() -> None:
     once = canonical_link("HTTPS://Example.com:443/a b?utm_source=x&q=1#frag")
     assert once == "https://example.com/a%20b?q=1"
     assert canonical_link(once) == once
+
+
+@pytest.mark.parametrize("url", ["https://example.com/\ud800", "https://exa\ud800mple.com/"])
+def test_lone_surrogate_rejected(url: str) -> None:
+    assert canonical_link(url) is None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -102,6 +105,15 @@ class TestTerms:
     @pytest.mark.parametrize("term", ["cooperation", "co-operation"])
     def test_hyphen_variants(self, term: str, title: str) -> None:
         assert hits(term, title)
+
+    def test_single_word_written_as_two(self) -> None:
+        assert hits("cybersecurity", "New cyber security pact")
+        assert hits("OpenAI", "Open AI and Anthropic")
+        assert not hits("agreement", "a greement")  # halves need two letters each
+
+    def test_prefix_is_not_split(self) -> None:
+        assert hits("cooperat*", "co-operative research")
+        assert not hits("cooperat*", "co operative research")
 
     def test_hyphenated_bare_term_is_a_phrase(self) -> None:
         assert hits("AI-safety", "new AI safety body")
@@ -486,3 +498,28 @@ class TestRealistic:
 
     def test_compiled_query_keeps_text(self) -> None:
         assert compile_query(self.QUERY, BODIES).text == self.QUERY
+
+
+class TestDocs:
+    """The examples in docs/query-language.md stay true."""
+
+    DOC = Path(__file__).resolve().parent.parent / "docs" / "query-language.md"
+    LISTS: ClassVar[Lists] = {**BODIES, "partnership_words": ["partner*", "MoU"]}
+
+    def blocks(self, language: str) -> list[str]:
+        text = self.DOC.read_text(encoding="utf-8")
+        found = re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+        return [line for block in found for line in block.splitlines() if line.strip()]
+
+    def test_example_queries_compile(self) -> None:
+        queries = self.blocks("query")
+        assert len(queries) >= 10
+        for query in queries:
+            compile_query(query, self.LISTS)
+
+    def test_example_errors_are_the_real_messages(self) -> None:
+        lines = self.blocks("text")
+        assert len(lines) >= 5
+        for line in lines:
+            query = line.rsplit(": ", 1)[1].replace("⟨here⟩", "")
+            assert str(error(query, self.LISTS)) == line

@@ -13,13 +13,11 @@ import pytest
 from monitor.errors import DeliveryError
 from monitor.notify import SlackBotNotifier, StdoutNotifier, WebhookNotifier, notifier_from_env
 from monitor.notify.slack_web import EVENT_TYPE, retry_after_seconds
-from tests import slack_emulator
 from tests.slack_emulator import SlackEmulator
 from tests.test_blocks import BASE
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 ALERT = replace(BASE, created_at=NOW)
-slack = slack_emulator.slack  # the fixture
 
 
 def bot(

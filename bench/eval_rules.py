@@ -1,0 +1,205 @@
+"""Measure the rule files against the labelled set in ``tests/data/labelled/``.
+
+Usage::
+
+    .venv/bin/python bench/eval_rules.py [--split dev|holdout|all] [--rules DIR] [-v]
+
+Each labelled item (title, summary, source, date, label) is turned into an
+:class:`~monitor.models.Entry` and run through the product's own rule loader
+and matcher (:func:`monitor.rules.load_rules`, :meth:`RuleSet.match`), so the
+numbers are what ``monitor once`` would alert on. An item counts as alerted
+when any rule matches it.
+
+Prints precision, recall and F1 per split; ``-v`` also lists every false
+positive and false negative with its ``kind``, and the misses per kind. Tune
+rules on ``dev`` only; ``holdout`` is for measuring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere: find the monitor package
+    sys.path.insert(0, str(ROOT))
+
+from monitor.models import Entry  # noqa: E402
+from monitor.rules import RuleSet, load_rules  # noqa: E402
+
+LABELLED_DIR = ROOT / "tests" / "data" / "labelled"
+SPLITS = ("dev", "holdout")
+DEFAULT_RULES = ROOT / "rules"
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One labelled feed item."""
+
+    title: str
+    summary: str
+    source: str
+    published: date
+    label: bool
+    kind: str
+    split: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One item and whether the rules alerted on it (and which rules fired)."""
+
+    item: Item
+    alerted: bool
+    rules: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """Confusion counts and the usual ratios for one set of outcomes."""
+
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+
+    @property
+    def precision(self) -> float:
+        """Share of alerts that were wanted (1.0 when nothing alerted)."""
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        """Share of wanted alerts that fired (1.0 when nothing was wanted)."""
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    @property
+    def f1(self) -> float:
+        """Harmonic mean of precision and recall."""
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def load_items(split: str, labelled_dir: Path = LABELLED_DIR) -> list[Item]:
+    """The labelled items of one split, validated (a malformed item raises ValueError)."""
+    path = labelled_dir / f"{split}.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list of items")
+    items: list[Item] = []
+    for n, raw in enumerate(data, start=1):
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: item {n} is not a mapping")
+        missing = {"title", "summary", "source", "published", "label", "kind"} - raw.keys()
+        if missing:
+            raise ValueError(f"{path}: item {n} lacks {', '.join(sorted(missing))}")
+        if not isinstance(raw["label"], bool) or not isinstance(raw["published"], date):
+            raise ValueError(f"{path}: item {n}: label must be true/false, published a date")
+        items.append(
+            Item(
+                title=str(raw["title"]),
+                summary=str(raw["summary"]),
+                source=str(raw["source"]),
+                published=raw["published"],
+                label=raw["label"],
+                kind=str(raw["kind"]),
+                split=split,
+            )
+        )
+    return items
+
+
+def to_entry(item: Item) -> Entry:
+    """The Entry a feed carrying ``item`` would normalise to (no link, no tags)."""
+    digest = hashlib.sha256(f"{item.title}\n{item.summary}".encode()).hexdigest()[:16]
+    published = datetime(
+        item.published.year, item.published.month, item.published.day, 12, tzinfo=UTC
+    )
+    return Entry(
+        id=f"labelled-{item.split}-{digest}",
+        source=item.source,
+        link=None,
+        title=item.title,
+        summary=item.summary,
+        published=published,
+        published_from_feed=True,
+    )
+
+
+def run(ruleset: RuleSet, items: Sequence[Item]) -> list[Outcome]:
+    """Match every item with the product's matcher."""
+    outcomes: list[Outcome] = []
+    for item in items:
+        matches = ruleset.match(to_entry(item))
+        outcomes.append(Outcome(item, bool(matches), tuple(m.rule for m in matches)))
+    return outcomes
+
+
+def score(outcomes: Sequence[Outcome]) -> Score:
+    """Count true/false positives/negatives."""
+    counts = Counter((o.item.label, o.alerted) for o in outcomes)
+    return Score(
+        tp=counts[True, True],
+        fp=counts[False, True],
+        fn=counts[True, False],
+        tn=counts[False, False],
+    )
+
+
+def errors(outcomes: Sequence[Outcome]) -> tuple[list[Outcome], list[Outcome]]:
+    """The false positives and the false negatives."""
+    fps = [o for o in outcomes if o.alerted and not o.item.label]
+    fns = [o for o in outcomes if o.item.label and not o.alerted]
+    return fps, fns
+
+
+def _report(name: str, outcomes: Sequence[Outcome], verbose: bool) -> None:
+    s = score(outcomes)
+    n_pos = s.tp + s.fn
+    print(
+        f"{name:8} items={len(outcomes):3d} positives={n_pos:3d}  "
+        f"precision={s.precision:.3f} recall={s.recall:.3f} f1={s.f1:.3f}  "
+        f"(tp={s.tp} fp={s.fp} fn={s.fn} tn={s.tn})"
+    )
+    if not verbose:
+        return
+    fps, fns = errors(outcomes)
+    for label, wrong in (("FALSE POSITIVE", fps), ("FALSE NEGATIVE", fns)):
+        for o in wrong:
+            fired = f" [{', '.join(o.rules)}]" if o.rules else ""
+            print(f"  {label} ({o.item.kind}){fired}: {o.item.title}")
+    by_kind = Counter(o.item.kind for o in (*fps, *fns))
+    if by_kind:
+        print("  errors by kind: " + ", ".join(f"{k}={v}" for k, v in by_kind.most_common()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--split", choices=(*SPLITS, "all"), default="dev")
+    parser.add_argument("--rules", type=Path, default=DEFAULT_RULES, help="rules directory")
+    parser.add_argument("-v", "--verbose", action="store_true", help="list every error")
+    args = parser.parse_args(argv)
+
+    ruleset = load_rules(args.rules)
+    splits = SPLITS if args.split == "all" else (args.split,)
+    combined: list[Outcome] = []
+    for split in splits:
+        outcomes = run(ruleset, load_items(split))
+        combined.extend(outcomes)
+        _report(split, outcomes, args.verbose)
+    if len(splits) > 1:
+        _report("all", combined, verbose=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

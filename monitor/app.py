@@ -47,6 +47,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Read ``MONITOR_CONCURRENCY``, ``MONITOR_RETENTION``, ``MONITOR_MAX_FEED_BYTES``
         and ``MONITOR_FETCH_DEADLINE``; raise ConfigError naming the bad variable."""
+
         def get(name: str, parse: Callable[[str], object], default: object) -> object:
             raw = env.get(name)
             if raw is None or raw == "":
@@ -134,8 +135,15 @@ async def run_cycle(
 ) -> CycleReport:
     """Poll every feed once, then deliver what is pending (unless ``deliverer`` is None)."""
     async with make_client(settings.limits, max_connections=settings.concurrency) as client:
-        polls = await poll_all(feeds, client=client, store=store, rules=rules, settings=poll,
-                               now=now, concurrency=settings.concurrency)
+        polls = await poll_all(
+            feeds,
+            client=client,
+            store=store,
+            rules=rules,
+            settings=poll,
+            now=now,
+            concurrency=settings.concurrency,
+        )
     for report in polls:
         if report.status == "skipped" and report.error:
             log.info("skipped %r: %s", report.feed, report.error, extra={"feed": report.feed})
@@ -143,8 +151,9 @@ async def run_cycle(
     return CycleReport(tuple(polls), delivery)
 
 
-def make_deliverer(store: Store, notifier: Notifier,
-                   now: Callable[[], datetime] = utc_now) -> Deliverer:
+def make_deliverer(
+    store: Store, notifier: Notifier, now: Callable[[], datetime] = utc_now
+) -> Deliverer:
     """The outbox deliverer for ``notifier``."""
     return Deliverer(store, notifier, now=now, logger=logging.getLogger("monitor.deliver"))
 

@@ -38,12 +38,23 @@ log = logging.getLogger("monitor")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rules", type=Path, metavar="DIR",
-                        help=f"feeds and rule files (default: $MONITOR_RULES_DIR or {DEFAULT_RULES}/)")
-    parser.add_argument("--state", type=Path, metavar="PATH",
-                        help=f"state database (default: $MONITOR_STATE or {DEFAULT_STATE})")
-    parser.add_argument("--log-level", metavar="LEVEL",
-                        help="DEBUG, INFO, WARNING or ERROR (default: $MONITOR_LOG_LEVEL or INFO)")
+    parser.add_argument(
+        "--rules",
+        type=Path,
+        metavar="DIR",
+        help=f"feeds and rule files (default: $MONITOR_RULES_DIR or {DEFAULT_RULES}/)",
+    )
+    parser.add_argument(
+        "--state",
+        type=Path,
+        metavar="PATH",
+        help=f"state database (default: $MONITOR_STATE or {DEFAULT_STATE})",
+    )
+    parser.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR (default: $MONITOR_LOG_LEVEL or INFO)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,49 +62,78 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="monitor",
         description="Watch government and tech-news feeds for new AI safety partnerships "
-                    "and post each one to Slack exactly once.",
+        "and post each one to Slack exactly once.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = sub.add_parser("run", help="run the service: poll every feed on its schedule and deliver",
-                         description="Run the service: schedule every feed (interval with jitter), "
-                                     "deliver alerts as they are found, stop cleanly on SIGTERM.")
+    run = sub.add_parser(
+        "run",
+        help="run the service: poll every feed on its schedule and deliver",
+        description="Run the service: schedule every feed (interval with jitter), "
+        "deliver alerts as they are found, stop cleanly on SIGTERM.",
+    )
     _common(run)
 
-    once = sub.add_parser("once", help="poll every feed once, deliver what is pending, exit",
-                          description="Poll every feed once, deliver pending alerts, and exit. "
-                                      "A feed's first poll records its backlog without alerting "
-                                      "unless --backfill says otherwise.")
+    once = sub.add_parser(
+        "once",
+        help="poll every feed once, deliver what is pending, exit",
+        description="Poll every feed once, deliver pending alerts, and exit. "
+        "A feed's first poll records its backlog without alerting "
+        "unless --backfill says otherwise.",
+    )
     _common(once)
-    once.add_argument("--dry-run", action="store_true",
-                      help="post nothing, write no state; print one JSON object per alert")
-    once.add_argument("--backfill", metavar="DURATION|all",
-                      help="on a feed's first poll, alert on entries published within DURATION "
-                           "(e.g. 7d) or on all of them")
-    once.add_argument("--force", action="store_true",
-                      help="poll feeds that are backing off after errors too")
+    once.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="post nothing, write no state; print one JSON object per alert",
+    )
+    once.add_argument(
+        "--backfill",
+        metavar="DURATION|all",
+        help="on a feed's first poll, alert on entries published within DURATION "
+        "(e.g. 7d) or on all of them",
+    )
+    once.add_argument(
+        "--force", action="store_true", help="poll feeds that are backing off after errors too"
+    )
 
-    check = sub.add_parser("check", help="validate feeds and rules; exit non-zero on any error",
-                           description="Validate feeds.yaml and every rule file (schema, query "
-                                       "syntax, names, tags, URLs, intervals, rule examples). "
-                                       "Prints every problem with file, rule and reason.")
+    check = sub.add_parser(
+        "check",
+        help="validate feeds and rules; exit non-zero on any error",
+        description="Validate feeds.yaml and every rule file (schema, query "
+        "syntax, names, tags, URLs, intervals, rule examples). "
+        "Prints every problem with file, rule and reason.",
+    )
     _common(check)
-    check.add_argument("--slack", action="store_true",
-                       help="also verify the Slack token or webhook (posts nothing)")
+    check.add_argument(
+        "--slack",
+        action="store_true",
+        help="also verify the Slack token or webhook (posts nothing)",
+    )
 
-    outbox = sub.add_parser("outbox", help="list alerts waiting to be delivered; --retry sends now",
-                            description="List pending, in-flight and failed alerts with their "
-                                        "last error. --retry makes all of them due and delivers.")
+    outbox = sub.add_parser(
+        "outbox",
+        help="list alerts waiting to be delivered; --retry sends now",
+        description="List pending, in-flight and failed alerts with their "
+        "last error. --retry makes all of them due and delivers.",
+    )
     _common(outbox)
     outbox.add_argument("--retry", action="store_true", help="deliver every undelivered alert now")
 
-    demo = sub.add_parser("demo", help="run the shipped rules over bundled sample feeds, offline",
-                          description="Serve a few bundled sample feeds on 127.0.0.1 and run one "
-                                      "cycle of the rules against them, printing the alerts. "
-                                      "Needs no network, no Slack and writes no state.")
-    demo.add_argument("--rules", type=Path, metavar="DIR",
-                      help=f"rule files to use (default: $MONITOR_RULES_DIR or {DEFAULT_RULES}/)")
+    demo = sub.add_parser(
+        "demo",
+        help="run the shipped rules over bundled sample feeds, offline",
+        description="Serve a few bundled sample feeds on 127.0.0.1 and run one "
+        "cycle of the rules against them, printing the alerts. "
+        "Needs no network, no Slack and writes no state.",
+    )
+    demo.add_argument(
+        "--rules",
+        type=Path,
+        metavar="DIR",
+        help=f"rule files to use (default: $MONITOR_RULES_DIR or {DEFAULT_RULES}/)",
+    )
     demo.add_argument("--log-level", metavar="LEVEL", help="log level (default: WARNING)")
     return parser
 
@@ -146,9 +186,11 @@ def _check(rules_dir: Path, *, slack: bool) -> int:
     Settings.from_env(os.environ)
     notifier = notifier_from_env(os.environ, stdout=sys.stdout)
     examples = sum(len(r.examples) for r in config.rules.rules)
-    line = (f"ok: {len(config.feeds.feeds)} feeds, {len(config.rules.rules)} rules in "
-            f"{len(config.rules.files)} file(s), {len(config.rules.lists)} term lists, "
-            f"{examples} rule examples pass; delivery: {notifier.mode}")
+    line = (
+        f"ok: {len(config.feeds.feeds)} feeds, {len(config.rules.rules)} rules in "
+        f"{len(config.rules.files)} file(s), {len(config.rules.lists)} term lists, "
+        f"{examples} rule examples pass; delivery: {notifier.mode}"
+    )
     if slack:
         line += f" ({notifier.verify()})"
     print(line)
@@ -164,16 +206,25 @@ def _once(rules_dir: Path, state_path: Path, args: argparse.Namespace) -> int:
             backfill = Backfill.parse(args.backfill)
         except ValueError as exc:
             raise ConfigError(f"--backfill: {exc}") from exc
-    poll = PollSettings(limits=settings.limits, backfill=backfill, retention=settings.retention,
-                        force=args.force)
+    poll = PollSettings(
+        limits=settings.limits, backfill=backfill, retention=settings.retention, force=args.force
+    )
     dry = bool(args.dry_run)
     store = Store.open_snapshot(state_path) if dry else Store.open(state_path)
     try:
         deliverer = None
         if not dry:
             deliverer = make_deliverer(store, notifier_from_env(os.environ, stdout=sys.stdout))
-        report = asyncio.run(run_cycle(config.feeds.feeds, config.rules, store,
-                                       settings=settings, poll=poll, deliverer=deliverer))
+        report = asyncio.run(
+            run_cycle(
+                config.feeds.feeds,
+                config.rules,
+                store,
+                settings=settings,
+                poll=poll,
+                deliverer=deliverer,
+            )
+        )
         if dry:
             for poll_report in report.polls:
                 for outcome in poll_report.outcomes:
@@ -216,18 +267,25 @@ def _outbox(state_path: Path, *, retry: bool, stdout: TextIO) -> int:
             count = store.requeue(utc_now())
             deliverer = make_deliverer(store, notifier_from_env(os.environ, stdout=stdout))
             report = asyncio.run(deliverer.deliver_pending())
-            print(f"retried {count} alert(s): delivered {report.delivered}, "
-                  f"retry later {report.retried}, failed {report.failed}", file=sys.stderr)
+            print(
+                f"retried {count} alert(s): delivered {report.delivered}, "
+                f"retry later {report.retried}, failed {report.failed}",
+                file=sys.stderr,
+            )
         alerts = store.outbox()
         if not alerts:
             print("outbox is empty: every alert has been delivered", file=stdout)
             return 0
-        print(f"{'ID':>6}  {'STATUS':<9} {'TRIES':>5}  {'NEXT TRY (UTC)':<16}  TITLE / LAST ERROR",
-              file=stdout)
+        print(
+            f"{'ID':>6}  {'STATUS':<9} {'TRIES':>5}  {'NEXT TRY (UTC)':<16}  TITLE / LAST ERROR",
+            file=stdout,
+        )
         for a in alerts:
             nxt = f"{a.next_attempt_at:%Y-%m-%d %H:%M}" if a.next_attempt_at else "now"
-            print(f"{a.id:>6}  {a.status.value:<9} {a.attempts:>5}  {nxt:<16}  {a.title[:70]}",
-                  file=stdout)
+            print(
+                f"{a.id:>6}  {a.status.value:<9} {a.attempts:>5}  {nxt:<16}  {a.title[:70]}",
+                file=stdout,
+            )
             if a.last_error:
                 print(f"{'':>42}  ↳ {a.last_error[:200]}", file=stdout)
         pending = sum(1 for a in alerts if a.status is not AlertStatus.FAILED)

@@ -53,7 +53,7 @@ def load_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the file: {exc}", file=path) from exc
     try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_LineLoader)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
         problem = exc.problem or "invalid YAML"
@@ -107,16 +107,25 @@ def load_feeds(path: Path) -> FeedsConfig:
     except ConfigError as exc:
         raise ConfigErrors([exc]) from exc
     if not isinstance(data, Mapping) or not isinstance(data.get("feeds"), list):
-        raise ConfigErrors([ConfigError(
-            "expected a top-level 'feeds:' list, e.g.\n  feeds:\n    - name: NIST news\n"
-            "      url: https://www.nist.gov/news-events/news/rss.xml",
-            file=path,
-        )])
+        raise ConfigErrors(
+            [
+                ConfigError(
+                    "expected a top-level 'feeds:' list, e.g.\n  feeds:\n    - name: NIST news\n"
+                    "      url: https://www.nist.gov/news-events/news/rss.xml",
+                    file=path,
+                )
+            ]
+        )
     errors: list[ConfigError] = []
     extra = unknown_keys(data, {"feeds", "defaults"})
     if extra:
-        errors.append(ConfigError(f"unknown top-level key(s) {', '.join(extra)}; "
-                                  "expected 'feeds' and optionally 'defaults'", file=path))
+        errors.append(
+            ConfigError(
+                f"unknown top-level key(s) {', '.join(extra)}; "
+                "expected 'feeds' and optionally 'defaults'",
+                file=path,
+            )
+        )
     default_interval = DEFAULT_INTERVAL
     defaults = data.get("defaults") or {}
     if isinstance(defaults, Mapping) and "interval" in defaults:
@@ -132,20 +141,31 @@ def load_feeds(path: Path) -> FeedsConfig:
         try:
             feed = _feed(item, index, default_interval)
         except ConfigError as exc:
-            errors.append(ConfigError(exc.reason, file=path, feed=exc.feed,
-                                      line=exc.line or line_of(item)))
+            errors.append(
+                ConfigError(exc.reason, file=path, feed=exc.feed, line=exc.line or line_of(item))
+            )
             continue
         line = line_of(item)
         key = feed.name.casefold()
         if key in names:
-            errors.append(ConfigError(
-                f"duplicate feed name (first used on line {names[key]}); names must be unique",
-                file=path, feed=feed.name, line=line))
+            errors.append(
+                ConfigError(
+                    f"duplicate feed name (first used on line {names[key]}); names must be unique",
+                    file=path,
+                    feed=feed.name,
+                    line=line,
+                )
+            )
             continue
         if feed.url in urls:
-            errors.append(ConfigError(
-                f"same url as feed '{urls[feed.url]}'; list each source once",
-                file=path, feed=feed.name, line=line))
+            errors.append(
+                ConfigError(
+                    f"same url as feed '{urls[feed.url]}'; list each source once",
+                    file=path,
+                    feed=feed.name,
+                    line=line,
+                )
+            )
             continue
         names[key] = line
         urls[feed.url] = feed.name
@@ -160,8 +180,10 @@ def load_feeds(path: Path) -> FeedsConfig:
 def _interval(value: object) -> timedelta:
     interval = parse_duration(str(value))
     if interval < MIN_INTERVAL:
-        raise ValueError(f"interval {value} is too short; poll at most every "
-                         f"{int(MIN_INTERVAL.total_seconds())}s to stay polite")
+        raise ValueError(
+            f"interval {value} is too short; poll at most every "
+            f"{int(MIN_INTERVAL.total_seconds())}s to stay polite"
+        )
     if interval > MAX_INTERVAL:
         raise ValueError(f"interval {value} is longer than 7d")
     return interval
@@ -177,8 +199,11 @@ def _feed(item: object, index: int, default_interval: timedelta) -> Feed:
     name = name.strip()
     extra = unknown_keys(item, _FEED_KEYS)
     if extra:
-        raise ConfigError(f"unknown key(s) {', '.join(extra)}; "
-                          f"known keys: {', '.join(sorted(_FEED_KEYS))}", feed=name, line=line)
+        raise ConfigError(
+            f"unknown key(s) {', '.join(extra)}; known keys: {', '.join(sorted(_FEED_KEYS))}",
+            feed=name,
+            line=line,
+        )
     problem = check_http_url(item.get("url"))
     if problem:
         raise ConfigError(problem, feed=name, line=line)
@@ -186,14 +211,18 @@ def _feed(item: object, index: int, default_interval: timedelta) -> Feed:
     if isinstance(tags_value, str):
         tags_value = [tags_value]
     if not isinstance(tags_value, list):
-        raise ConfigError("tags must be a list of words, e.g. [government, uk]",
-                          feed=name, line=line)
+        raise ConfigError(
+            "tags must be a list of words, e.g. [government, uk]", feed=name, line=line
+        )
     tags: list[str] = []
     for tag in tags_value:
         text = str(tag).strip().lower()
         if not _TAG.match(text):
-            raise ConfigError(f"tag '{tag}' must be lower-case letters, digits, '-', '_' or '.'",
-                              feed=name, line=line)
+            raise ConfigError(
+                f"tag '{tag}' must be lower-case letters, digits, '-', '_' or '.'",
+                feed=name,
+                line=line,
+            )
         tags.append(text)
     interval = default_interval
     if "interval" in item:
@@ -201,5 +230,6 @@ def _feed(item: object, index: int, default_interval: timedelta) -> Feed:
             interval = _interval(item["interval"])
         except ValueError as exc:
             raise ConfigError(str(exc), feed=name, line=line) from exc
-    return Feed(name=name, url=str(item["url"]).strip(), tags=tuple(dict.fromkeys(tags)),
-                interval=interval)
+    return Feed(
+        name=name, url=str(item["url"]).strip(), tags=tuple(dict.fromkeys(tags)), interval=interval
+    )

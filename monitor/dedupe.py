@@ -48,8 +48,12 @@ def new_entries(entries: Iterable[Entry], seen: set[str]) -> list[Entry]:
 
 
 def eligible(
-    entries: Sequence[Entry], *, first_poll: bool, backfill: Backfill | None,
-    now: datetime, max_age: timedelta,
+    entries: Sequence[Entry],
+    *,
+    first_poll: bool,
+    backfill: Backfill | None,
+    now: datetime,
+    max_age: timedelta,
 ) -> list[Entry]:
     """New entries that may alert.
 

@@ -80,21 +80,33 @@ def run_demo(rules_dir: Path, *, stdout: TextIO) -> int:
     rules = load_rules(rules_dir)
     settings = Settings()
     with serve_demo_feeds() as base:
-        feeds = tuple(Feed(name=title, url=f"{base}/{file}", tags=("demo",),
-                           interval=timedelta(minutes=15))
-                      for file, (title, _) in DEMO_FEEDS.items())
+        feeds = tuple(
+            Feed(name=title, url=f"{base}/{file}", tags=("demo",), interval=timedelta(minutes=15))
+            for file, (title, _) in DEMO_FEEDS.items()
+        )
         store = Store.open_snapshot(Path("/nonexistent/demo.db"))
         try:
             deliverer = make_deliverer(store, notifier_from_env({}, stdout=stdout))
             poll = PollSettings(limits=settings.limits, backfill=Backfill(None))
-            report = asyncio.run(run_cycle(feeds, rules, store, settings=settings, poll=poll,
-                                           deliverer=deliverer, ))
+            report = asyncio.run(
+                run_cycle(
+                    feeds,
+                    rules,
+                    store,
+                    settings=settings,
+                    poll=poll,
+                    deliverer=deliverer,
+                )
+            )
         finally:
             store.close()
     entries = sum(p.entries for p in report.polls)
     alerts = sum(len(p.alerts) for p in report.polls)
     folded = sum(1 for p in report.polls for o in p.outcomes if o.duplicate_of is not None)
-    print(f"\ndemo: {len(feeds)} sample feeds, {entries} entries, {len(rules.rules)} rules -> "
-          f"{alerts} alerts ({folded} duplicate coverage folded). "
-          f"Edit {rules_dir}/ and run `monitor demo` again to see the effect.", file=stdout)
+    print(
+        f"\ndemo: {len(feeds)} sample feeds, {entries} entries, {len(rules.rules)} rules -> "
+        f"{alerts} alerts ({folded} duplicate coverage folded). "
+        f"Edit {rules_dir}/ and run `monitor demo` again to see the effect.",
+        file=stdout,
+    )
     return 0

@@ -10,7 +10,7 @@ _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse ``"10m"``, ``"1h30m"``, ``"7d"`` or ``"2w"``; raise ValueError with advice otherwise."""
+    """Parse ``"10m"``, ``"1h30m"``, ``"7d"`` or ``"2w"``; raise ValueError with advice."""
     cleaned = str(text).strip().replace(" ", "")
     if not cleaned or _PART.sub("", cleaned) != "":
         raise ValueError(

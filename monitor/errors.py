@@ -81,9 +81,16 @@ class DeliveryError(MonitorError):
     so a repeated problem can be recognised and logged once.
     """
 
-    def __init__(self, message: str, *, kind: str, retryable: bool,
-                 retry_after: float | None = None, maybe_sent: bool = False,
-                 code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        retryable: bool,
+        retry_after: float | None = None,
+        maybe_sent: bool = False,
+        code: str | None = None,
+    ) -> None:
         self.kind = kind
         self.retryable = retryable
         self.retry_after = retry_after

@@ -57,15 +57,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str, ensure_ascii=False)
 
 
-def configure(env: Mapping[str, str], *, level: str | None = None,
-              stream: TextIO | None = None) -> None:
+def configure(
+    env: Mapping[str, str], *, level: str | None = None, stream: TextIO | None = None
+) -> None:
     """Set up the root logger from ``MONITOR_LOG_LEVEL`` / ``MONITOR_LOG_FORMAT``."""
     handler = logging.StreamHandler(stream or sys.stderr)
     if env.get("MONITOR_LOG_FORMAT", "").lower() == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
-                                               "%H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
+        )
     secrets = [env[name] for name in SECRET_VARIABLES if env.get(name)]
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()

@@ -59,8 +59,9 @@ class PollReport:
         return [o for o in self.outcomes if o.alert_id is not None]
 
 
-def _parse(body: bytes, headers: dict[str, str], url: str, feed: Feed,
-           now: datetime) -> tuple[list[Entry], str | None]:
+def _parse(
+    body: bytes, headers: dict[str, str], url: str, feed: Feed, now: datetime
+) -> tuple[list[Entry], str | None]:
     parsed = parse_feed(body, headers, url)
     return normalize_entries(parsed, feed, now, base_url=url), (
         parsed.bozo_reason if parsed.bozo else None
@@ -80,19 +81,29 @@ async def poll_feed(
     state = store.feed_state(feed)
     started = now()
     if state.gone and not settings.force:
-        return PollReport(feed.name, "skipped", error="feed is gone (HTTP 410); change its url "
-                          "in feeds.yaml or remove it")
+        return PollReport(
+            feed.name,
+            "skipped",
+            error="feed is gone (HTTP 410); change its url in feeds.yaml or remove it",
+        )
     if state.next_poll_at is not None and started < state.next_poll_at and not settings.force:
-        return PollReport(feed.name, "skipped",
-                          error=f"backing off until {state.next_poll_at:%Y-%m-%d %H:%M} UTC "
-                          f"after: {state.last_error}")
+        return PollReport(
+            feed.name,
+            "skipped",
+            error=f"backing off until {state.next_poll_at:%Y-%m-%d %H:%M} UTC "
+            f"after: {state.last_error}",
+        )
 
     result = await fetch(client, state.url, state.validators, settings.limits)
     when = now()
     polled = replace(state, last_polled_at=when, last_http_status=result.http_status)
     if result.moved_to and result.moved_to != state.url:
-        log.warning("feed %r moved permanently to %s; update its url in feeds.yaml",
-                    feed.name, result.moved_to, extra={"feed": feed.name})
+        log.warning(
+            "feed %r moved permanently to %s; update its url in feeds.yaml",
+            feed.name,
+            result.moved_to,
+            extra={"feed": feed.name},
+        )
         polled = replace(polled, url=result.moved_to)
 
     if result.status is FetchStatus.NOT_MODIFIED:
@@ -109,55 +120,107 @@ async def poll_feed(
         return PollReport(feed.name, "unchanged", elapsed=result.elapsed)
     try:
         entries, bozo = await asyncio.to_thread(
-            _parse, result.body, dict(result.headers), result.final_url, feed, when)
+            _parse, result.body, dict(result.headers), result.final_url, feed, when
+        )
     except FeedParseError as exc:
-        failed = FetchResult(FetchStatus.ERROR, result.url, result.final_url,
-                             http_status=result.http_status, error=str(exc))
+        failed = FetchResult(
+            FetchStatus.ERROR,
+            result.url,
+            result.final_url,
+            http_status=result.http_status,
+            error=str(exc),
+        )
         return _failed(store, feed, polled, failed, when, settings)
     if bozo:
-        log.info("feed %r is not well-formed (%s); using the %d entries recovered",
-                 feed.name, bozo, len(entries), extra={"feed": feed.name})
+        log.info(
+            "feed %r is not well-formed (%s); using the %d entries recovered",
+            feed.name,
+            bozo,
+            len(entries),
+            extra={"feed": feed.name},
+        )
 
     fresh = new_entries(entries, store.seen_ids(feed.name, [e.id for e in entries]))
-    allowed = eligible(fresh, first_poll=state.first_poll, backfill=settings.backfill,
-                       now=when, max_age=settings.retention)
+    allowed = eligible(
+        fresh,
+        first_poll=state.first_poll,
+        backfill=settings.backfill,
+        now=when,
+        max_age=settings.retention,
+    )
     found = candidates(allowed, rules)
     done = replace(
-        _succeeded(polled, when, "ok"), validators=result.validators, body_hash=body_hash,
-        last_parsed_at=when, entries_last_poll=len(entries),
+        _succeeded(polled, when, "ok"),
+        validators=result.validators,
+        body_hash=body_hash,
+        last_parsed_at=when,
+        entries_last_poll=len(entries),
         first_polled_at=state.first_polled_at or when,
     )
     outcomes = store.record_poll(done, entries, found, when, link_window=settings.link_window)
     if state.first_poll and fresh and settings.backfill is None:
-        log.info("first poll of %r: recorded %d existing entries without alerting "
-                 "(use --backfill to alert on recent ones)", feed.name, len(fresh),
-                 extra={"feed": feed.name})
-    return PollReport(feed.name, "ok", entries=len(entries), new=len(fresh),
-                      outcomes=tuple(outcomes), elapsed=result.elapsed)
+        log.info(
+            "first poll of %r: recorded %d existing entries without alerting "
+            "(use --backfill to alert on recent ones)",
+            feed.name,
+            len(fresh),
+            extra={"feed": feed.name},
+        )
+    return PollReport(
+        feed.name,
+        "ok",
+        entries=len(entries),
+        new=len(fresh),
+        outcomes=tuple(outcomes),
+        elapsed=result.elapsed,
+    )
 
 
 def _succeeded(state: FeedState, when: datetime, status: str) -> FeedState:
-    return replace(state, last_success_at=when, last_status=status, last_error=None,
-                   consecutive_failures=0, next_poll_at=None, gone=False)
+    return replace(
+        state,
+        last_success_at=when,
+        last_status=status,
+        last_error=None,
+        consecutive_failures=0,
+        next_poll_at=None,
+        gone=False,
+    )
 
 
-def _failed(store: Store, feed: Feed, state: FeedState, result: FetchResult, when: datetime,
-            settings: PollSettings) -> PollReport:
+def _failed(
+    store: Store,
+    feed: Feed,
+    state: FeedState,
+    result: FetchResult,
+    when: datetime,
+    settings: PollSettings,
+) -> PollReport:
     failures = state.consecutive_failures + 1
     gone = result.status is FetchStatus.GONE
     reason = result.error or (f"HTTP {result.http_status}" if result.http_status else "failed")
     if gone:
         reason = "HTTP 410 Gone: the publisher removed this feed; find its new url"
     failed = replace(
-        state, last_status=result.status.value, last_error=reason,
-        consecutive_failures=failures, gone=gone,
-        next_poll_at=next_poll_after(when, feed.interval, failures, result.retry_after,
-                                     cap=settings.backoff_cap),
+        state,
+        last_status=result.status.value,
+        last_error=reason,
+        consecutive_failures=failures,
+        gone=gone,
+        next_poll_at=next_poll_after(
+            when, feed.interval, failures, result.retry_after, cap=settings.backoff_cap
+        ),
     )
     store.save_feed_state(failed)
     level = logging.WARNING if failures in (1, 3) or failures % 10 == 0 else logging.INFO
-    log.log(level, "feed %r failed (%d in a row): %s", feed.name, failures, reason,
-            extra={"feed": feed.name})
+    log.log(
+        level,
+        "feed %r failed (%d in a row): %s",
+        feed.name,
+        failures,
+        reason,
+        extra={"feed": feed.name},
+    )
     return PollReport(feed.name, result.status.value, error=reason, elapsed=result.elapsed)
 
 
@@ -177,11 +240,13 @@ async def poll_all(
     async def one(feed: Feed) -> PollReport:
         async with gate:
             try:
-                return await poll_feed(feed, client=client, store=store, rules=rules,
-                                       settings=settings, now=now)
+                return await poll_feed(
+                    feed, client=client, store=store, rules=rules, settings=settings, now=now
+                )
             except Exception as exc:  # a bug in one feed's path must not stop the rest
-                log.exception("polling %r failed unexpectedly", feed.name,
-                              extra={"feed": feed.name})
+                log.exception(
+                    "polling %r failed unexpectedly", feed.name, extra={"feed": feed.name}
+                )
                 return PollReport(feed.name, "error", error=f"internal error: {exc}")
 
     return list(await asyncio.gather(*(one(f) for f in feeds)))

@@ -80,8 +80,11 @@ class RuleSet:
                 continue
             if doc is None:
                 doc = prepare_document(
-                    entry.title, entry.summary, source=entry.source,
-                    tags=(*entry.tags, *entry.categories), link=entry.link,
+                    entry.title,
+                    entry.summary,
+                    source=entry.source,
+                    tags=(*entry.tags, *entry.categories),
+                    link=entry.link,
                 )
             terms = rule.query.match(doc)
             if terms is not None:
@@ -96,10 +99,14 @@ class RuleSet:
                 doc = prepare_document(ex.title, ex.summary)
                 matched = rule.query.match(doc) is not None
                 if matched != ex.should_match:
-                    verb = "should match but does not" if ex.should_match else \
-                        "should not match but does"
-                    errors.append(ConfigError(f"example {verb}: {ex.title!r}",
-                                              file=rule.file, rule=rule.name))
+                    verb = (
+                        "should match but does not"
+                        if ex.should_match
+                        else "should not match but does"
+                    )
+                    errors.append(
+                        ConfigError(f"example {verb}: {ex.title!r}", file=rule.file, rule=rule.name)
+                    )
         return errors
 
 
@@ -119,8 +126,9 @@ def load_rules(rules_dir: Path, *, known_tags: set[str] | None = None) -> RuleSe
         raise ConfigErrors([ConfigError("rules directory not found", file=rules_dir)])
     files = rule_files(rules_dir)
     if not files:
-        raise ConfigErrors([ConfigError(
-            "no rule files (*.yaml besides feeds.yaml) found", file=rules_dir)])
+        raise ConfigErrors(
+            [ConfigError("no rule files (*.yaml besides feeds.yaml) found", file=rules_dir)]
+        )
     errors: list[ConfigError] = []
     documents: list[tuple[Path, Mapping[str, Any]]] = []
     for path in files:
@@ -132,13 +140,18 @@ def load_rules(rules_dir: Path, *, known_tags: set[str] | None = None) -> RuleSe
         if data is None:
             continue  # an empty file is allowed: a placeholder with comments
         if not isinstance(data, Mapping):
-            errors.append(ConfigError("expected a mapping with 'rules:' and/or 'lists:'",
-                                      file=path))
+            errors.append(
+                ConfigError("expected a mapping with 'rules:' and/or 'lists:'", file=path)
+            )
             continue
         extra = unknown_keys(data, {"rules", "lists"})
         if extra:
-            errors.append(ConfigError(f"unknown top-level key(s) {', '.join(extra)}; "
-                                      "expected 'rules' and 'lists'", file=path))
+            errors.append(
+                ConfigError(
+                    f"unknown top-level key(s) {', '.join(extra)}; expected 'rules' and 'lists'",
+                    file=path,
+                )
+            )
         documents.append((path, data))
 
     lists = _collect_lists(documents, errors)
@@ -158,8 +171,14 @@ def load_rules(rules_dir: Path, *, known_tags: set[str] | None = None) -> RuleSe
                 errors.append(exc)
                 continue
             if rule.name in seen:
-                errors.append(ConfigError(f"duplicate rule name (also in {seen[rule.name]})",
-                                          file=path, rule=rule.name, line=line_of(item)))
+                errors.append(
+                    ConfigError(
+                        f"duplicate rule name (also in {seen[rule.name]})",
+                        file=path,
+                        rule=rule.name,
+                        line=line_of(item),
+                    )
+                )
                 continue
             seen[rule.name] = path
             if enabled:
@@ -179,24 +198,24 @@ def _collect_lists(
     for path, data in documents:
         raw = data.get("lists") or {}
         if not isinstance(raw, Mapping):
-            errors.append(ConfigError("'lists:' must map list names to lists of terms",
-                                      file=path))
+            errors.append(ConfigError("'lists:' must map list names to lists of terms", file=path))
             continue
         for name, items in raw.items():
             if name == "__line__":
                 continue
             where = f"list '{name}': "
             if not isinstance(name, str) or not _LIST_NAME.match(name):
-                errors.append(ConfigError(f"{where}names are letters, digits, '_' or '-'",
-                                          file=path))
+                errors.append(
+                    ConfigError(f"{where}names are letters, digits, '_' or '-'", file=path)
+                )
                 continue
             if name in lists:
-                errors.append(ConfigError(f"{where}defined twice (also in {origin[name]})",
-                                          file=path))
+                errors.append(
+                    ConfigError(f"{where}defined twice (also in {origin[name]})", file=path)
+                )
                 continue
             if not isinstance(items, list) or not items:
-                errors.append(ConfigError(f"{where}must be a non-empty list of terms",
-                                          file=path))
+                errors.append(ConfigError(f"{where}must be a non-empty list of terms", file=path))
                 continue
             terms: list[str] = []
             for term in items:
@@ -213,7 +232,10 @@ def _collect_lists(
 
 
 def _rule(
-    item: object, index: int, path: Path, lists: Mapping[str, Sequence[str]],
+    item: object,
+    index: int,
+    path: Path,
+    lists: Mapping[str, Sequence[str]],
     known_tags: set[str] | None,
 ) -> tuple[Rule, bool]:
     if not isinstance(item, Mapping):
@@ -221,8 +243,12 @@ def _rule(
     line = line_of(item)
     name = item.get("name")
     if not isinstance(name, str) or not _NAME.match(name.strip()):
-        raise ConfigError(f"rule #{index} needs a 'name' of lower-case letters, digits, '-' "
-                          f"or '_' (got {name!r})", file=path, line=line)
+        raise ConfigError(
+            f"rule #{index} needs a 'name' of lower-case letters, digits, '-' "
+            f"or '_' (got {name!r})",
+            file=path,
+            line=line,
+        )
     name = name.strip()
 
     def fail(reason: str) -> ConfigError:
@@ -230,8 +256,9 @@ def _rule(
 
     extra = unknown_keys(item, _RULE_KEYS)
     if extra:
-        raise fail(f"unknown key(s) {', '.join(extra)}; known keys: "
-                   f"{', '.join(sorted(_RULE_KEYS))}")
+        raise fail(
+            f"unknown key(s) {', '.join(extra)}; known keys: {', '.join(sorted(_RULE_KEYS))}"
+        )
     text = item.get("query")
     if not isinstance(text, str) or not text.strip():
         raise fail("needs a 'query'")
@@ -243,8 +270,10 @@ def _rule(
     if known_tags is not None:
         unknown = [t for t in tags if t not in known_tags]
         if unknown:
-            raise fail(f"tag(s) {', '.join(unknown)} are not used by any feed in feeds.yaml; "
-                       f"known tags: {', '.join(sorted(known_tags)) or '(none)'}")
+            raise fail(
+                f"tag(s) {', '.join(unknown)} are not used by any feed in feeds.yaml; "
+                f"known tags: {', '.join(sorted(known_tags)) or '(none)'}"
+            )
     channel = item.get("channel")
     if channel is not None and (not isinstance(channel, str) or not channel.strip()):
         raise fail("channel must be a Slack channel name like '#ai-safety' or an ID")
@@ -252,8 +281,12 @@ def _rule(
     if not isinstance(enabled, bool):
         raise fail("enabled must be true or false")
     rule = Rule(
-        name=name, query=query, file=path, description=str(item.get("description") or ""),
-        tags=tags, channel=channel.strip() if isinstance(channel, str) else None,
+        name=name,
+        query=query,
+        file=path,
+        description=str(item.get("description") or ""),
+        tags=tags,
+        channel=channel.strip() if isinstance(channel, str) else None,
         examples=_examples(item.get("examples"), fail),
     )
     return rule, enabled

@@ -45,9 +45,18 @@ PRUNE_PERIOD = timedelta(hours=6)
 class Service:
     """The long-running monitor: scheduler, polls, delivery and shutdown."""
 
-    def __init__(self, config: Config, store: Store, deliverer: Deliverer, settings: Settings,
-                 *, now: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        deliverer: Deliverer,
+        settings: Settings,
+        *,
+        mode: str = "stdout",
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
         self.config = config
+        self.mode = mode
         self.store = store
         self.deliverer = deliverer
         self.settings = settings
@@ -66,19 +75,26 @@ class Service:
 
     async def run(self) -> None:
         """Run until :meth:`stop` is called."""
-        self._client = make_client(self.settings.limits,
-                                   max_connections=self.settings.concurrency)
+        self._client = make_client(self.settings.limits, max_connections=self.settings.concurrency)
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         for index, feed in enumerate(self.config.feeds.feeds):
             self._schedule(feed, index)
-        self.scheduler.add_job(self._prune, "interval",
-                               seconds=PRUNE_PERIOD.total_seconds(), id="prune",
-                               max_instances=1, coalesce=True,
-                               misfire_grace_time=int(PRUNE_PERIOD.total_seconds()))
+        self.scheduler.add_job(
+            self._prune,
+            "interval",
+            seconds=PRUNE_PERIOD.total_seconds(),
+            id="prune",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=int(PRUNE_PERIOD.total_seconds()),
+        )
         self.scheduler.start()
-        log.info("monitor running: %d feeds, %d rules, delivery via %s",
-                 len(self.config.feeds.feeds), len(self.config.rules.rules),
-                 self.deliverer.notifier.mode)
+        log.info(
+            "monitor running: %d feeds, %d rules, delivery via %s",
+            len(self.config.feeds.feeds),
+            len(self.config.rules.rules),
+            self.mode,
+        )
         delivery = asyncio.create_task(self._delivery_loop(), name="delivery")
         try:
             await self._stop.wait()
@@ -91,9 +107,16 @@ class Service:
         # Spread first polls over a few seconds so start-up is not a burst.
         first = self.now() + timedelta(seconds=min(index * 0.2, 30) + random.uniform(0, 1))
         self.scheduler.add_job(
-            self._poll_job, "interval", args=[feed], id=f"feed:{feed.name}",
-            name=f"poll {feed.name}", seconds=seconds, jitter=min(seconds * 0.1, 60),
-            next_run_time=first, max_instances=1, coalesce=True,
+            self._poll_job,
+            "interval",
+            args=[feed],
+            id=f"feed:{feed.name}",
+            name=f"poll {feed.name}",
+            seconds=seconds,
+            jitter=min(seconds * 0.1, 60),
+            next_run_time=first,
+            max_instances=1,
+            coalesce=True,
             misfire_grace_time=max(1, int(seconds * 0.9)),
         )
 
@@ -104,16 +127,26 @@ class Service:
         deadline = self.settings.limits.deadline * 2 + 30
         try:
             async with self._gate, asyncio.timeout(deadline):
-                report = await poll_feed(feed, client=self._client, store=self.store,
-                                         rules=self.config.rules, settings=self.poll_settings,
-                                         now=self.now)
+                report = await poll_feed(
+                    feed,
+                    client=self._client,
+                    store=self.store,
+                    rules=self.config.rules,
+                    settings=self.poll_settings,
+                    now=self.now,
+                )
             if report.alerts:
-                log.info("feed %r: %d new alert(s)", feed.name, len(report.alerts),
-                         extra={"feed": feed.name})
+                log.info(
+                    "feed %r: %d new alert(s)",
+                    feed.name,
+                    len(report.alerts),
+                    extra={"feed": feed.name},
+                )
                 self._wake_delivery.set()
         except TimeoutError:
-            log.warning("poll of %r abandoned after %.0fs", feed.name, deadline,
-                        extra={"feed": feed.name})
+            log.warning(
+                "poll of %r abandoned after %.0fs", feed.name, deadline, extra={"feed": feed.name}
+            )
         except Exception:
             log.exception("poll of %r failed unexpectedly", feed.name, extra={"feed": feed.name})
         finally:
@@ -134,8 +167,11 @@ class Service:
         log.info("pruned %d seen entries older than the retention period", removed)
 
     async def _shutdown(self, delivery: asyncio.Task[None]) -> None:
-        log.info("stopping: waiting up to %.0fs for %d in-flight poll(s)",
-                 SHUTDOWN_GRACE, len(self._in_flight))
+        log.info(
+            "stopping: waiting up to %.0fs for %d in-flight poll(s)",
+            SHUTDOWN_GRACE,
+            len(self._in_flight),
+        )
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         if self._in_flight:
@@ -159,7 +195,9 @@ def run_service(rules_dir: Path, state_path: Path, *, env: Mapping[str, str]) ->
     notifier = notifier_from_env(env, stdout=sys.stdout)
     store = Store.open(state_path)
     try:
-        service = Service(config, store, make_deliverer(store, notifier), settings)
+        service = Service(
+            config, store, make_deliverer(store, notifier), settings, mode=notifier.mode
+        )
         asyncio.run(_main(service))
     finally:
         store.close()

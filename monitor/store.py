@@ -256,8 +256,9 @@ class Store:
         row = self._conn.execute("SELECT * FROM feeds WHERE name = ?", (feed.name,)).fetchone()
         if row is None or row["config_url"] != feed.url:
             first = _opt_time(row["first_polled_at"]) if row is not None else None
-            return FeedState(name=feed.name, config_url=feed.url, url=feed.url,
-                             first_polled_at=first)
+            return FeedState(
+                name=feed.name, config_url=feed.url, url=feed.url, first_polled_at=first
+            )
         return _feed_state_from_row(row)
 
     def feed_states(self) -> list[FeedState]:
@@ -309,8 +310,16 @@ class Store:
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (feed, entry_id) DO UPDATE SET last_seen = excluded.last_seen""",
                 [
-                    (state.name, e.id, e.link, e.title, e.summary, to_db_time(e.published),
-                     stamp, stamp)
+                    (
+                        state.name,
+                        e.id,
+                        e.link,
+                        e.title,
+                        e.summary,
+                        to_db_time(e.published),
+                        stamp,
+                        stamp,
+                    )
                     for e in entries
                 ],
             )
@@ -479,11 +488,23 @@ def _upsert_feed(conn: sqlite3.Connection, s: FeedState) -> None:
                next_poll_at = excluded.next_poll_at, gone = excluded.gone,
                body_hash = excluded.body_hash, entries_last_poll = excluded.entries_last_poll""",
         (
-            s.name, s.config_url, s.url, s.validators.etag, s.validators.last_modified,
-            _db_opt(s.first_polled_at), _db_opt(s.last_polled_at), _db_opt(s.last_success_at),
+            s.name,
+            s.config_url,
+            s.url,
+            s.validators.etag,
+            s.validators.last_modified,
+            _db_opt(s.first_polled_at),
+            _db_opt(s.last_polled_at),
+            _db_opt(s.last_success_at),
             _db_opt(s.last_parsed_at),
-            s.last_status, s.last_http_status, s.last_error, s.consecutive_failures,
-            _db_opt(s.next_poll_at), int(s.gone), s.body_hash, s.entries_last_poll,
+            s.last_status,
+            s.last_http_status,
+            s.last_error,
+            s.consecutive_failures,
+            _db_opt(s.next_poll_at),
+            int(s.gone),
+            s.body_hash,
+            s.entries_last_poll,
         ),
     )
 
@@ -550,7 +571,10 @@ def _earlier_alert(
 
 
 def _insert_alert(
-    conn: sqlite3.Connection, entry: Entry, match: RuleMatch, rules: tuple[str, ...],
+    conn: sqlite3.Connection,
+    entry: Entry,
+    match: RuleMatch,
+    rules: tuple[str, ...],
     now: datetime,
 ) -> int:
     cur = conn.execute(
@@ -558,9 +582,18 @@ def _insert_alert(
                source, published, channel, created_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
-            entry.source, entry.id, match.rule, json.dumps(list(rules)),
-            json.dumps(list(match.matched_terms)), entry.title, entry.summary, entry.link,
-            entry.source, to_db_time(entry.published), match.channel, to_db_time(now),
+            entry.source,
+            entry.id,
+            match.rule,
+            json.dumps(list(rules)),
+            json.dumps(list(match.matched_terms)),
+            entry.title,
+            entry.summary,
+            entry.link,
+            entry.source,
+            to_db_time(entry.published),
+            match.channel,
+            to_db_time(now),
         ),
     )
     assert cur.lastrowid is not None

@@ -27,6 +27,7 @@ import gzip as gzip_module
 import http.server
 import socket
 import struct
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -174,6 +175,11 @@ class _State:
 class _HTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     state: _State
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up (tests do it on purpose) is not news; a broken handler is.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _RequestHandler(http.server.BaseHTTPRequestHandler):

@@ -110,7 +110,7 @@ class SlackEmulator:
         self.port = server.server_address[1]
         self._state.stopping.clear()
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def down(self) -> None:
@@ -237,7 +237,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         params = _params(url.query, raw, self.headers.get("Content-Type", ""))
         if params is None:  # e.g. slack-sdk sends `null` for an empty webhook payload
             if url.path.startswith("/webhook/"):
-                self._answer(400, b"invalid_payload", "text/plain")
+                known = url.path[len("/webhook/") :] in self.state.webhooks
+                status, text = (400, b"invalid_payload") if known else (404, b"no_service")
+                self._answer(status, text, "text/plain")
             else:
                 self._json(200, {"ok": False, "error": "invalid_json"})
             return

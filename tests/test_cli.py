@@ -19,14 +19,20 @@ REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ["run", "once", "check", "outbox", "demo"]
 
 
-def monitor(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("SLACK_", "MONITOR_"))}
+def monitor(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MONITOR_"))}
     base["PYTHONPATH"] = str(REPO)
-    return subprocess.run([sys.executable, "-m", "monitor", *args], capture_output=True,
-                          text=True, env={**base, **(env or {})}, cwd=cwd or REPO,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        cwd=cwd or REPO,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def recent(days: float) -> datetime:
@@ -34,20 +40,29 @@ def recent(days: float) -> datetime:
 
 
 ITEMS = [
-    {"title": "UK and Japan AI Safety Institutes sign memorandum on joint testing",
-     "link": "https://gov.example/uk-japan?utm_source=rss", "guid": "g1",
-     "description": "<p>The institutes will <b>collaborate</b> on model evaluations.</p>",
-     "pubDate": recent(1)},
-    {"title": "Weather office opens new building", "link": "https://gov.example/weather",
-     "guid": "g2", "description": "Nothing to see.", "pubDate": recent(2)},
+    {
+        "title": "UK and Japan AI Safety Institutes sign memorandum on joint testing",
+        "link": "https://gov.example/uk-japan?utm_source=rss",
+        "guid": "g1",
+        "description": "<p>The institutes will <b>collaborate</b> on model evaluations.</p>",
+        "pubDate": recent(1),
+    },
+    {
+        "title": "Weather office opens new building",
+        "link": "https://gov.example/weather",
+        "guid": "g2",
+        "description": "Nothing to see.",
+        "pubDate": recent(2),
+    },
 ]
 
 
 @pytest.fixture
 def rules_dir(tmp_path: Path, feed_server: FeedServer) -> Path:
     feed_server.set("/a.xml", rss(ITEMS), etag='"v1"')
-    return write_rules_dir(tmp_path, [{"name": "Gov A", "url": feed_server.url("/a.xml"),
-                                       "tags": ["government"]}])
+    return write_rules_dir(
+        tmp_path, [{"name": "Gov A", "url": feed_server.url("/a.xml"), "tags": ["government"]}]
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -71,8 +86,11 @@ def test_check_passes_on_the_shipped_config() -> None:
 
 
 def test_check_fails_naming_file_rule_and_reason(tmp_path: Path) -> None:
-    rules_dir = write_rules_dir(tmp_path, [{"name": "A", "url": "https://a.example/"}],
-                                "rules:\n  - name: broken\n    query: 'partner* AND'\n")
+    rules_dir = write_rules_dir(
+        tmp_path,
+        [{"name": "A", "url": "https://a.example/"}],
+        "rules:\n  - name: broken\n    query: 'partner* AND'\n",
+    )
     result = monitor("check", "--rules", str(rules_dir))
     assert result.returncode == 1
     assert "rules.yaml" in result.stderr and "rule 'broken'" in result.stderr
@@ -86,8 +104,9 @@ def test_rules_dir_from_environment(tmp_path: Path) -> None:
 
 def test_dry_run_prints_json_lines_and_writes_no_state(rules_dir: Path, tmp_path: Path) -> None:
     state = tmp_path / "state" / "monitor.db"
-    result = monitor("once", "--dry-run", "--backfill", "all", "--rules", str(rules_dir),
-                     "--state", str(state))
+    result = monitor(
+        "once", "--dry-run", "--backfill", "all", "--rules", str(rules_dir), "--state", str(state)
+    )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == 1
@@ -101,13 +120,15 @@ def test_dry_run_prints_json_lines_and_writes_no_state(rules_dir: Path, tmp_path
 
 
 def test_dry_run_without_backfill_alerts_on_nothing(rules_dir: Path, tmp_path: Path) -> None:
-    result = monitor("once", "--dry-run", "--rules", str(rules_dir),
-                     "--state", str(tmp_path / "m.db"))
+    result = monitor(
+        "once", "--dry-run", "--rules", str(rules_dir), "--state", str(tmp_path / "m.db")
+    )
     assert result.returncode == 0 and result.stdout == ""
 
 
-def test_once_prints_alerts_then_second_run_prints_nothing(rules_dir: Path, tmp_path: Path,
-                                                          feed_server: FeedServer) -> None:
+def test_once_prints_alerts_then_second_run_prints_nothing(
+    rules_dir: Path, tmp_path: Path, feed_server: FeedServer
+) -> None:
     state = tmp_path / "m.db"
     first = monitor("once", "--backfill", "7d", "--rules", str(rules_dir), "--state", str(state))
     assert first.returncode == 0, first.stderr
@@ -116,9 +137,20 @@ def test_once_prints_alerts_then_second_run_prints_nothing(rules_dir: Path, tmp_
     second = monitor("once", "--rules", str(rules_dir), "--state", str(state))
     assert second.returncode == 0 and second.stdout == ""
     # A new item appears: only it is alerted.
-    feed_server.set("/a.xml", rss([*ITEMS, {
-        "title": "Canada and UK AI safety institutes announce research partnership",
-        "link": "https://gov.example/uk-canada", "guid": "g3", "pubDate": recent(0)}]))
+    feed_server.set(
+        "/a.xml",
+        rss(
+            [
+                *ITEMS,
+                {
+                    "title": "Canada and UK AI safety institutes announce research partnership",
+                    "link": "https://gov.example/uk-canada",
+                    "guid": "g3",
+                    "pubDate": recent(0),
+                },
+            ]
+        ),
+    )
     third = monitor("once", "--rules", str(rules_dir), "--state", str(state))
     assert "uk-canada" in third.stdout and "uk-japan" not in third.stdout
     outbox = monitor("outbox", "--state", str(state))
@@ -133,8 +165,9 @@ def test_state_path_from_environment(rules_dir: Path, tmp_path: Path) -> None:
 
 
 def test_bad_backfill_is_a_clear_error(rules_dir: Path, tmp_path: Path) -> None:
-    result = monitor("once", "--backfill", "lots", "--rules", str(rules_dir),
-                     "--state", str(tmp_path / "m.db"))
+    result = monitor(
+        "once", "--backfill", "lots", "--rules", str(rules_dir), "--state", str(tmp_path / "m.db")
+    )
     assert result.returncode == 1 and "--backfill" in result.stderr
 
 
@@ -147,14 +180,29 @@ def test_corrupt_state_is_refused(rules_dir: Path, tmp_path: Path) -> None:
 
 
 def test_logs_go_to_stderr_and_stdout_stays_clean(rules_dir: Path, tmp_path: Path) -> None:
-    result = monitor("once", "--dry-run", "--rules", str(rules_dir),
-                     "--state", str(tmp_path / "m.db"), "--log-level", "DEBUG")
+    result = monitor(
+        "once",
+        "--dry-run",
+        "--rules",
+        str(rules_dir),
+        "--state",
+        str(tmp_path / "m.db"),
+        "--log-level",
+        "DEBUG",
+    )
     assert result.stdout == "" and "polled 1 feeds" in result.stderr
 
 
 def test_json_logs(rules_dir: Path, tmp_path: Path) -> None:
-    result = monitor("once", "--dry-run", "--rules", str(rules_dir),
-                     "--state", str(tmp_path / "m.db"), env={"MONITOR_LOG_FORMAT": "json"})
+    result = monitor(
+        "once",
+        "--dry-run",
+        "--rules",
+        str(rules_dir),
+        "--state",
+        str(tmp_path / "m.db"),
+        env={"MONITOR_LOG_FORMAT": "json"},
+    )
     records = [json.loads(line) for line in result.stderr.splitlines()]
     assert any("polled 1 feeds" in r["message"] for r in records)
 

@@ -26,8 +26,13 @@ def feeds_errors(tmp_path: Path, text: str) -> list[str]:
     return [e.describe() for e in info.value.errors]
 
 
-def rules_errors(tmp_path: Path, text: str, *, tags: set[str] | None = None,
-                 extra_files: dict[str, str] | None = None) -> list[str]:
+def rules_errors(
+    tmp_path: Path,
+    text: str,
+    *,
+    tags: set[str] | None = None,
+    extra_files: dict[str, str] | None = None,
+) -> list[str]:
     rules_dir = write_rules_dir(tmp_path, [GOOD_FEED], text, extra_files=extra_files)
     with pytest.raises(ConfigErrors) as info:
         load_rules(rules_dir, known_tags=tags)
@@ -56,7 +61,9 @@ def test_feeds_must_be_a_list(tmp_path: Path) -> None:
 
 
 def test_each_feed_error_is_reported_with_its_line(tmp_path: Path) -> None:
-    messages = feeds_errors(tmp_path, """\
+    messages = feeds_errors(
+        tmp_path,
+        """\
         feeds:
           - name: A
             url: ftp://a.example/feed
@@ -79,7 +86,8 @@ def test_each_feed_error_is_reported_with_its_line(tmp_path: Path) -> None:
             url: https://other.example/
           - name: H
             url: https://g.example/
-    """)
+    """,
+    )
     text = "\n".join(messages)
     assert "feeds.yaml:2: feed 'A': url 'ftp://a.example/feed' must start with http" in text
     assert "feed #2 needs a non-empty 'name'" in text
@@ -93,17 +101,22 @@ def test_each_feed_error_is_reported_with_its_line(tmp_path: Path) -> None:
 
 
 def test_rule_query_syntax_error_names_file_rule_and_position(tmp_path: Path) -> None:
-    [message] = rules_errors(tmp_path, """
+    [message] = rules_errors(
+        tmp_path,
+        """
         rules:
           - name: broken
             query: '(partnership OR memorandum'
-    """)
+    """,
+    )
     assert "rules.yaml" in message and "rule 'broken'" in message
     assert "query syntax error" in message and "position" in message
 
 
 def test_rule_errors_are_all_reported(tmp_path: Path) -> None:
-    messages = rules_errors(tmp_path, """
+    messages = rules_errors(
+        tmp_path,
+        """
         rules:
           - name: one
             query: partnership
@@ -120,7 +133,9 @@ def test_rule_errors_are_all_reported(tmp_path: Path) -> None:
             tags: [nonexistent]
           - name: list-ref
             query: '@nowhere'
-    """, tags={"government"})
+    """,
+        tags={"government"},
+    )
     text = "\n".join(messages)
     assert "rule 'one': duplicate rule name" in text
     assert "rule 'no-query': needs a 'query'" in text
@@ -132,28 +147,36 @@ def test_rule_errors_are_all_reported(tmp_path: Path) -> None:
 
 
 def test_term_list_errors(tmp_path: Path) -> None:
-    messages = rules_errors(tmp_path, """
+    messages = rules_errors(
+        tmp_path,
+        """
         lists:
           empty: []
           ok: [partner*]
         rules:
           - name: r
             query: '@ok'
-    """, extra_files={"more.yaml": "lists:\n  ok: [memorandum]\n"})
+    """,
+        extra_files={"more.yaml": "lists:\n  ok: [memorandum]\n"},
+    )
     text = "\n".join(messages)
     assert "list 'empty': must be a non-empty list" in text
     assert "list 'ok': defined twice" in text
 
 
 def test_failing_rule_example_is_reported_by_check(tmp_path: Path) -> None:
-    rules_dir = write_rules_dir(tmp_path, [GOOD_FEED], """
+    rules_dir = write_rules_dir(
+        tmp_path,
+        [GOOD_FEED],
+        """
         rules:
           - name: r
             query: partnership
             examples:
               match: ["A new partnership", "A memorandum"]
               no_match: ["Partnership announced"]
-    """)
+    """,
+    )
     with pytest.raises(ConfigErrors) as info:
         load_config(rules_dir, check_examples=True)
     text = "\n".join(e.describe() for e in info.value.errors)
@@ -171,8 +194,9 @@ def test_no_rule_files(tmp_path: Path) -> None:
 
 
 def test_feeds_and_rules_errors_are_reported_together(tmp_path: Path) -> None:
-    rules_dir = write_rules_dir(tmp_path, [{"name": "A", "url": "nope"}],
-                                "rules:\n  - name: r\n    query: 'AND'\n")
+    rules_dir = write_rules_dir(
+        tmp_path, [{"name": "A", "url": "nope"}], "rules:\n  - name: r\n    query: 'AND'\n"
+    )
     with pytest.raises(ConfigErrors) as info:
         load_config(rules_dir)
     files = {Path(e.file or "").name for e in info.value.errors}
@@ -189,8 +213,10 @@ def test_settings_from_env() -> None:
         Settings.from_env({"MONITOR_CONCURRENCY": "0"})
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("1h30m", 5400),
-                                               ("7d", 604800), ("2w", 1209600), ("1H", 3600)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("10m", 600), ("1h30m", 5400), ("7d", 604800), ("2w", 1209600), ("1H", 3600)],
+)
 def test_parse_duration(text: str, seconds: int) -> None:
     assert parse_duration(text).total_seconds() == seconds
     assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
@@ -198,5 +224,5 @@ def test_parse_duration(text: str, seconds: int) -> None:
 
 @pytest.mark.parametrize("text", ["", "10", "ten minutes", "0m", "5x", "-3m"])
 def test_parse_duration_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match="duration|zero"):
+    with pytest.raises(ValueError, match=r"duration|zero"):
         parse_duration(text)

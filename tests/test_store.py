@@ -16,9 +16,15 @@ T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def entry(n: int, link: str | None = None, source: str = "A") -> Entry:
-    return Entry(id=f"guid:{n}", source=source, link=link or f"https://x.example/{n}",
-                 title=f"Title {n}", summary="Summary", published=T0,
-                 published_from_feed=True)
+    return Entry(
+        id=f"guid:{n}",
+        source=source,
+        link=link or f"https://x.example/{n}",
+        title=f"Title {n}",
+        summary="Summary",
+        published=T0,
+        published_from_feed=True,
+    )
 
 
 def test_new_database_is_migrated_and_reopens(tmp_path: Path) -> None:
@@ -36,7 +42,7 @@ def test_new_database_is_migrated_and_reopens(tmp_path: Path) -> None:
 def test_garbage_file_is_refused_not_replaced(tmp_path: Path) -> None:
     path = tmp_path / "monitor.db"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="not a usable state database.*move the file aside"):
+    with pytest.raises(StoreError, match=r"not a usable state database.*move the file aside"):
         Store.open(path)
     assert path.read_bytes().startswith(b"this is not a database")
 
@@ -95,22 +101,30 @@ def test_outbox_life_cycle(tmp_path: Path) -> None:
 def test_one_alert_per_channel_and_link_duplicates(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "m.db")
     state = store.feed_state(Feed("A", "https://a/"))
-    matches = (RuleMatch("r1", ("x",)), RuleMatch("r2", ("y",), "#other"),
-               RuleMatch("r3", ("z",)))
-    outcomes = store.record_poll(state, [entry(1)], [Candidate(entry(1), matches)], T0,
-                                 link_window=timedelta(days=30))
+    matches = (RuleMatch("r1", ("x",)), RuleMatch("r2", ("y",), "#other"), RuleMatch("r3", ("z",)))
+    outcomes = store.record_poll(
+        state, [entry(1)], [Candidate(entry(1), matches)], T0, link_window=timedelta(days=30)
+    )
     assert [(o.match.rule, o.alert_id is not None) for o in outcomes] == [
-        ("r1", True), ("r2", True)]
+        ("r1", True),
+        ("r2", True),
+    ]
     assert outcomes[0].rules == ("r1", "r2", "r3")
     other = store.feed_state(Feed("B", "https://b/"))
     dup = entry(7, link=entry(1).link, source="B")
-    [outcome] = store.record_poll(other, [dup], [Candidate(dup, matches[:1])],
-                                  T0, link_window=timedelta(days=30))
+    [outcome] = store.record_poll(
+        other, [dup], [Candidate(dup, matches[:1])], T0, link_window=timedelta(days=30)
+    )
     assert outcome.alert_id is None and outcome.duplicate_of == outcomes[0].alert_id
     # Outside the link window the same link is news again.
     late = entry(8, link=entry(1).link, source="B")
-    [fresh] = store.record_poll(other, [late], [Candidate(late, matches[:1])],
-                                T0 + timedelta(days=31), link_window=timedelta(days=30))
+    [fresh] = store.record_poll(
+        other,
+        [late],
+        [Candidate(late, matches[:1])],
+        T0 + timedelta(days=31),
+        link_window=timedelta(days=30),
+    )
     assert fresh.alert_id is not None
     store.close()
 
@@ -118,8 +132,15 @@ def test_one_alert_per_channel_and_link_duplicates(tmp_path: Path) -> None:
 def test_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "m.db")
     state = store.feed_state(Feed("A", "https://a/"))
-    bad = Entry(id="guid:1", source="A", link=None, title="t", summary="s",
-                published=datetime(2026, 1, 1), published_from_feed=True)  # naive: refused
+    bad = Entry(
+        id="guid:1",
+        source="A",
+        link=None,
+        title="t",
+        summary="s",
+        published=datetime(2026, 1, 1),
+        published_from_feed=True,
+    )  # naive: refused
     with pytest.raises(ValueError):
         store.record_poll(state, [entry(2), bad], [], T0, link_window=timedelta(days=1))
     assert store.seen_ids("A", ["guid:2"]) == set()

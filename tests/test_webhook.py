@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import replace
 
 import pytest
 
 from monitor.errors import DeliveryError
-from monitor.notify import StdoutNotifier, WebhookNotifier
+from monitor.notify import SlackBotNotifier, StdoutNotifier, WebhookNotifier
 from tests.slack_emulator import SlackEmulator
 from tests.test_blocks import BASE, HOSTILE
 
@@ -113,3 +114,16 @@ def test_stdout_survives_ascii_stream() -> None:
     stream = io.TextIOWrapper(raw, encoding="ascii")
     StdoutNotifier(stream).send(replace(BASE, title="emoji 🤝 and Ω"), None, instance_id="db")
     assert b"emoji ? and ?" in raw.getvalue()
+
+
+def test_no_secret_in_debug_logs(slack: SlackEmulator, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # even with everything on, slack-sdk's own lines stay out
+    hook(slack).send(BASE, None, instance_id="db")
+    SlackBotNotifier(slack.token, "#alerts", base_url=slack.api_url).send(
+        BASE, None, instance_id="db"
+    )
+    slack.drop_after_read(1)
+    with pytest.raises(DeliveryError):
+        hook(slack).send(BASE, None, instance_id="db")
+    secret = slack.webhook_url.rsplit("/", 1)[1]
+    assert secret not in caplog.text and slack.token not in caplog.text

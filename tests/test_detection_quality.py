@@ -1,0 +1,85 @@
+"""Detection quality of the default rules on the labelled set.
+
+The rules in ``rules/`` are loaded with the product's loader and matched with
+the product's matcher (through ``bench/eval_rules.py``) against the two
+labelled splits in ``tests/data/labelled/``. A rule edit that drops recall
+below 0.90 or precision below 0.80 on either split fails here, listing the
+items it got wrong. How the set was built: ``docs/labelled-set.md``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MIN_RECALL = 0.90
+MIN_PRECISION = 0.80
+
+
+def _load_bench() -> ModuleType:
+    """Import ``bench/eval_rules.py`` (bench/ is scripts, not a package)."""
+    path = ROOT / "bench" / "eval_rules.py"
+    spec = importlib.util.spec_from_file_location("eval_rules", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("eval_rules", module)  # dataclasses look the module up
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+
+@pytest.fixture(scope="module")
+def ruleset() -> object:
+    """The default rule set, loaded exactly as the service loads it."""
+    return bench.load_rules(ROOT / "rules")
+
+
+def _describe(outcomes: list[object]) -> str:
+    return "\n".join(f"  - ({o.item.kind}) {o.item.title}" for o in outcomes)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("split", bench.SPLITS)
+def test_recall_and_precision(ruleset: object, split: str) -> None:
+    """Recall >= 0.90 and precision >= 0.80 on each split separately."""
+    outcomes = bench.run(ruleset, bench.load_items(split))
+    result = bench.score(outcomes)
+    fps, fns = bench.errors(outcomes)
+    message = (
+        f"{split}: precision={result.precision:.3f} recall={result.recall:.3f} "
+        f"(tp={result.tp} fp={result.fp} fn={result.fn})\n"
+        f"missed (false negatives):\n{_describe(fns) or '  none'}\n"
+        f"unwanted alerts (false positives):\n{_describe(fps) or '  none'}"
+    )
+    assert result.recall >= MIN_RECALL, message
+    assert result.precision >= MIN_PRECISION, message
+
+
+def test_labelled_set_is_usable() -> None:
+    """Both splits are big enough, disjoint, mixed, and include non-English items."""
+    splits = {name: bench.load_items(name) for name in bench.SPLITS}
+    for name, items in splits.items():
+        positives = sum(item.label for item in items)
+        assert len(items) >= 80, f"{name} has only {len(items)} items"
+        assert 0.25 <= positives / len(items) <= 0.6, f"{name}: {positives}/{len(items)} positive"
+    titles = [item.title for items in splits.values() for item in items]
+    duplicates = sorted({t for t in titles if titles.count(t) > 1})
+    assert not duplicates, f"titles appear twice: {duplicates}"
+    non_ascii = [t for t in titles if not t.isascii()]
+    assert len(non_ascii) >= 10, "keep non-English items in the set"
+
+
+def test_split_scores_are_reported_per_item(ruleset: object) -> None:
+    """Every item gets exactly one outcome, and the counts add up."""
+    items = bench.load_items("dev")
+    outcomes = bench.run(ruleset, items)
+    result = bench.score(outcomes)
+    assert len(outcomes) == len(items)
+    assert result.tp + result.fp + result.fn + result.tn == len(items)
+    assert result.tp + result.fn == sum(item.label for item in items)

@@ -79,8 +79,9 @@ class FetchLimits:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"FetchLimits.{name} must be a number of seconds, got {value!r}")
             if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"FetchLimits.{name} must be a positive number of seconds, "
-                                 f"got {value!r}")
+                raise ValueError(
+                    f"FetchLimits.{name} must be a positive number of seconds, got {value!r}"
+                )
         for name, least in (("max_bytes", 1), ("max_redirects", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -236,18 +237,20 @@ class _Trail:
 async def _follow(
     client: httpx.AsyncClient, trail: _Trail, validators: Validators, limits: FetchLimits
 ) -> FetchResult:
-    headers = _conditional_headers(validators)
+    # Accept-Encoding again here: whatever client we were given, we must get only what we decode.
+    headers = {"Accept-Encoding": ACCEPT_ENCODING, **_conditional_headers(validators)}
     while True:
         request = client.build_request("GET", trail.current, headers=headers)
         try:
+            # Not following, httpx still builds the next request from Location (resolving a
+            # relative one) and leaves it in ``next_request``; a Location it cannot use fails here.
             response = await client.send(request, stream=True, follow_redirects=False)
         except httpx.InvalidURL as exc:
-            # httpx builds the next request from Location even when not following it.
             raise _Failed(f"redirected to an invalid or unsupported URL ({exc})") from None
         try:
-            if not response.has_redirect_location:
+            if response.next_request is None:
                 return await _finish(response, trail, validators, limits)
-            target = _redirect_target(response)
+            target = str(response.next_request.url)
         finally:
             await response.aclose()
         if len(trail.hops) >= limits.max_redirects:
@@ -256,14 +259,6 @@ async def _follow(
         if problem is not None:
             raise _Failed(f"{problem}; the server redirected to {target}")
         trail.hops.append((response.status_code, target))
-
-
-def _redirect_target(response: httpx.Response) -> str:
-    try:
-        return str(response.url.join(response.headers["location"]))
-    except httpx.InvalidURL as exc:
-        raise _Failed(f"HTTP {response.status_code} redirect with an invalid Location: {exc}",
-                      http_status=response.status_code) from None
 
 
 def _too_many_redirects(trail: _Trail, target: str, max_redirects: int) -> str:
@@ -292,13 +287,14 @@ async def _finish(
             etag=response.headers.get("etag", validators.etag),
             last_modified=response.headers.get("last-modified", validators.last_modified),
         )
-        return replace(base, status=FetchStatus.NOT_MODIFIED, validators=kept,
-                       moved_to=trail.moved_to())
+        return replace(
+            base, status=FetchStatus.NOT_MODIFIED, validators=kept, moved_to=trail.moved_to()
+        )
     if code == 410:
         gone = f"{_status_line(response)}: the server says this feed is gone for good"
         return replace(base, status=FetchStatus.GONE, error=gone)
     if code in _RETRY_LATER:
-        wait = f"; the server asked to wait {retry_after:g}s" if retry_after is not None else ""
+        wait = f"; the server asked to wait {retry_after:.0f}s" if retry_after is not None else ""
         return replace(base, status=FetchStatus.RETRY_LATER, error=_status_line(response) + wait)
     if not 200 <= code < 300:
         return replace(base, error=_status_line(response))
@@ -450,8 +446,9 @@ class _BoundedDecoder:
             self._z = zlib.decompressobj(-zlib.MAX_WBITS)
             self._inflate(self._head)
         if self._z is not None and not self._z.eof and not self._after_end:
-            raise _Failed(f"decompression failed ({self._coding}): the compressed body is cut "
-                          "short")
+            raise _Failed(
+                f"decompression failed ({self._coding}): the compressed body is cut short"
+            )
         return bytes(self._out)
 
     def _inflate(self, data: bytes) -> None:

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from monitor.errors import QuerySyntaxError
-from monitor.textmatch import Document, Pattern, compile_pattern, fold_phrase
+from monitor.textmatch import Document, Pattern, SpanCache, compile_pattern, fold_phrase
 
 TEXT_FIELDS = ("title", "summary", "content", "source")
 FIELDS = (*TEXT_FIELDS, "tag", "link", "domain")
@@ -25,6 +26,7 @@ DEFAULT_FIELDS = ("title", "summary", "content")
 
 _Order = tuple[int, int]
 _Hit = tuple[_Order, str]  # (where the term is in the query, the term as written)
+_Span = tuple[int, int]  # start and end offsets of a clause in the query text
 
 # ---------------------------------------------------------------------------- lexer
 
@@ -43,6 +45,7 @@ class _Tok:
     pos: int
     distance: int = 0
     ordered: bool = False
+    end: int = 0  # just past the token's last character
 
 
 def _fail(message: str, query: str, pos: int) -> QuerySyntaxError:
@@ -152,6 +155,8 @@ def _lex(query: str) -> list[_Tok]:
     toks: list[_Tok] = []
     i, n = 0, len(query)
     while i < n:
+        if toks and toks[-1].end == 0:
+            toks[-1] = replace(toks[-1], end=i)
         c = query[i]
         if c.isspace():
             i += 1
@@ -186,11 +191,17 @@ def _lex(query: str) -> list[_Tok]:
             raise _fail(
                 f"unexpected character {c!r}; put it inside quotes to search for it", query, i
             )
-    toks.append(_Tok("END", "", n))
+    if toks and toks[-1].end == 0:
+        toks[-1] = replace(toks[-1], end=i)
+    toks.append(_Tok("END", "", n, end=n))
     return toks
 
 
 # ------------------------------------------------------------------------ matcher
+#
+# Every node has ``hits(cache)``: None when it does not match, else the terms
+# that fired, as (order, label) pairs. Text-field lookups go through the
+# document's SpanCache, so a term shared by many queries is looked up once.
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,11 +215,13 @@ class _Words:
     pattern: Pattern
     literal: str  # folded, spaces collapsed, without '*': for tag, link and domain
     prefix: bool
+    span: _Span = (0, 0)
 
-    def spans(self, doc: Document, name: str) -> list[tuple[int, int]]:
-        return self.pattern.spans(doc.field(name)) if name in self.fields else []
+    def spans(self, cache: SpanCache, name: str) -> list[tuple[int, int]]:
+        return cache.spans(self.pattern, name) if name in self.fields else []
 
-    def _in(self, doc: Document, name: str) -> bool:
+    def _in(self, cache: SpanCache, name: str) -> bool:
+        doc = cache.doc
         if name == "tag":
             if self.prefix:
                 return any(t.startswith(self.literal) for t in doc.tags)
@@ -218,10 +231,10 @@ class _Words:
         if name == "domain":
             host = doc.host
             return host == self.literal or host.endswith("." + self.literal)
-        return bool(self.pattern.spans(doc.field(name)))
+        return bool(cache.spans(self.pattern, name))
 
-    def hits(self, doc: Document) -> list[_Hit] | None:
-        if any(self._in(doc, name) for name in self.fields):
+    def hits(self, cache: SpanCache) -> list[_Hit] | None:
+        if any(self._in(cache, name) for name in self.fields):
             return [(self.order, self.label)]
         return None
 
@@ -233,6 +246,7 @@ class _Regex:
     pos: int
     fields: tuple[str, ...]
     regex: re.Pattern[str]
+    span: _Span = (0, 0)
 
     def _texts(self, doc: Document, name: str) -> Sequence[str]:
         if name == "tag":
@@ -243,9 +257,9 @@ class _Regex:
             return (doc.host,)
         return (doc.field(name).text,)
 
-    def hits(self, doc: Document) -> list[_Hit] | None:
+    def hits(self, cache: SpanCache) -> list[_Hit] | None:
         for name in self.fields:
-            if any(self.regex.search(text) for text in self._texts(doc, name)):
+            if any(self.regex.search(text) for text in self._texts(cache.doc, name)):
                 return [(self.order, self.label)]
         return None
 
@@ -254,20 +268,22 @@ class _Regex:
 class _Not:
     pos: int
     child: _Node
+    span: _Span = (0, 0)
 
-    def hits(self, doc: Document) -> list[_Hit] | None:
-        return None if self.child.hits(doc) is not None else []
+    def hits(self, cache: SpanCache) -> list[_Hit] | None:
+        return None if self.child.hits(cache) is not None else []
 
 
 @dataclass(frozen=True, slots=True)
 class _And:
     pos: int
     children: tuple[_Node, ...]
+    span: _Span = (0, 0)
 
-    def hits(self, doc: Document) -> list[_Hit] | None:
+    def hits(self, cache: SpanCache) -> list[_Hit] | None:
         found: list[_Hit] = []
         for child in self.children:
-            got = child.hits(doc)
+            got = child.hits(cache)
             if got is None:
                 return None
             found.extend(got)
@@ -278,10 +294,12 @@ class _And:
 class _Or:
     pos: int
     children: tuple[_Node, ...]
+    span: _Span = (0, 0)
+    list_name: str = ""  # set when this is an @list reference
 
-    def hits(self, doc: Document) -> list[_Hit] | None:
+    def hits(self, cache: SpanCache) -> list[_Hit] | None:
         # No short cut: every branch that fired is reported.
-        results = [child.hits(doc) for child in self.children]
+        results = [child.hits(cache) for child in self.children]
         matched = [got for got in results if got is not None]
         return [hit for got in matched for hit in got] if matched else None
 
@@ -294,14 +312,16 @@ class _Near:
     distance: int  # at most this many other words between the two
     ordered: bool  # ONEAR: left must come first
     fields: tuple[str, ...]
+    span: _Span = (0, 0)
+    sides: tuple[_Node, ...] = ()  # the two operands as written, for traces
 
-    def hits(self, doc: Document) -> list[_Hit] | None:
+    def hits(self, cache: SpanCache) -> list[_Hit] | None:
         found: list[_Hit] = []
         for name in self.fields:
-            lefts = [(s, e, w) for w in self.left for s, e in w.spans(doc, name)]
+            lefts = [(s, e, w) for w in self.left for s, e in w.spans(cache, name)]
             if not lefts:
                 continue
-            rights = [(s, e, w) for w in self.right for s, e in w.spans(doc, name)]
+            rights = [(s, e, w) for w in self.right for s, e in w.spans(cache, name)]
             for s1, e1, w1 in lefts:
                 for s2, e2, w2 in rights:
                     if e1 < s2:
@@ -316,6 +336,83 @@ class _Near:
 
 
 _Node = _Words | _Regex | _Not | _And | _Or | _Near
+_N = TypeVar("_N", bound=_Node)
+
+
+def _labels(hits: list[_Hit]) -> tuple[str, ...]:
+    """The labels of ``hits`` in query order, each once."""
+    terms: dict[str, None] = {}
+    for _, label in sorted(hits):
+        terms.setdefault(label, None)
+    return tuple(terms)
+
+
+@dataclass(frozen=True)
+class ClauseTrace:
+    """How one clause of a query fared on one document; a tree mirroring the query.
+
+    ``kind`` is one of term, phrase, prefix, item (an ``@list`` item), regex,
+    list, and, or, not, near, onear. ``terms`` are the terms this clause
+    contributes when it fired (what :meth:`CompiledQuery.match` reports for it),
+    empty when it did not. The ``children`` of a near clause are its two sides,
+    with ``fired`` meaning "present" (not necessarily near each other).
+    """
+
+    text: str
+    kind: str
+    fired: bool
+    terms: tuple[str, ...] = ()
+    children: tuple[ClauseTrace, ...] = ()
+
+
+def _kind(node: _Node) -> str:
+    if isinstance(node, _Words):
+        if node.prefix:
+            return "prefix"
+        return "phrase" if len(node.pattern.units) > 1 else "term"
+    if isinstance(node, _Regex):
+        return "regex"
+    if isinstance(node, _Not):
+        return "not"
+    if isinstance(node, _And):
+        return "and"
+    if isinstance(node, _Or):
+        return "list" if node.list_name else "or"
+    return "onear" if node.ordered else "near"
+
+
+def _trace(
+    node: _Node, cache: SpanCache, query: str, in_list: bool = False
+) -> tuple[ClauseTrace, list[_Hit] | None]:
+    """Trace ``node`` evaluating every branch; also return its hits, as ``hits()`` would."""
+    children: list[ClauseTrace] = []
+    hits: list[_Hit] | None
+    if isinstance(node, _Not):
+        child, got = _trace(node.child, cache, query)
+        children.append(child)
+        hits = [] if got is None else None
+    elif isinstance(node, _And | _Or):
+        results = []
+        for sub in node.children:
+            child, got = _trace(sub, cache, query, in_list=bool(getattr(node, "list_name", "")))
+            children.append(child)
+            results.append(got)
+        if isinstance(node, _And):
+            hits = None if any(g is None for g in results) else [h for g in results if g for h in g]
+        else:
+            matched = [g for g in results if g is not None]
+            hits = [h for g in matched for h in g] if matched else None
+    elif isinstance(node, _Near):
+        hits = node.hits(cache)
+        children.extend(_trace(side, cache, query)[0] for side in node.sides)
+    else:
+        hits = node.hits(cache)
+    if in_list and isinstance(node, _Words):
+        text, kind = node.label, "item"
+    else:
+        text, kind = query[node.span[0] : node.span[1]], _kind(node)
+    terms = _labels(hits) if hits is not None else ()
+    return ClauseTrace(text, kind, hits is not None, terms, tuple(children)), hits
 
 
 @dataclass(frozen=True)
@@ -325,19 +422,23 @@ class CompiledQuery:
     text: str
     root: _Node = field(repr=False, compare=False)
 
-    def match(self, doc: Document) -> tuple[str, ...] | None:
+    def match(self, doc: Document, cache: SpanCache | None = None) -> tuple[str, ...] | None:
         """None if ``doc`` does not match; else the terms that fired, in query order.
 
         Terms are reported as written in the query (phrases without their
         quotes) or, for ``@list`` references, as the list item that fired.
+        ``cache``, a :class:`~monitor.textmatch.SpanCache` of ``doc``, lets
+        several queries share term lookups on the same document.
         """
-        hits = self.root.hits(doc)
-        if hits is None:
-            return None
-        terms: dict[str, None] = {}
-        for _, label in sorted(hits):
-            terms.setdefault(label, None)
-        return tuple(terms)
+        hits = self.root.hits(cache if cache is not None else SpanCache(doc))
+        return None if hits is None else _labels(hits)
+
+    def trace(self, doc: Document) -> ClauseTrace:
+        """Why ``doc`` does or does not match: every clause evaluated, none skipped.
+
+        The root's ``fired`` and ``terms`` always agree with :meth:`match`.
+        """
+        return _trace(self.root, SpanCache(doc), self.text)[0]
 
 
 # ------------------------------------------------------------------------- parser
@@ -394,7 +495,7 @@ class _Parser:
                     "(NOT alone would match almost everything)",
                     child.pos,
                 )
-        return _Or(first.pos, tuple(children))
+        return self.spanned(_Or(first.pos, tuple(children)), first.span[0])
 
     def parse_and(self, fld: str | None) -> _Node:
         first = self.parse_near(fld)
@@ -406,7 +507,9 @@ class _Parser:
             elif kind not in ("NOT", "FIELD", "TERM", "PHRASE", "LIST", "REGEX", "("):
                 break  # not the start of another operand: no implicit AND
             children.append(self.parse_near(fld))
-        return first if len(children) == 1 else _And(first.pos, tuple(children))
+        if len(children) == 1:
+            return first
+        return self.spanned(_And(first.pos, tuple(children)), first.span[0])
 
     def parse_near(self, fld: str | None) -> _Node:
         left = self.parse_unary(fld)
@@ -430,7 +533,8 @@ class _Parser:
             raise self.fail(
                 f"the two sides of {op.text} search different fields; they must share one", op.pos
             )
-        return _Near(left.pos, lefts, rights, op.distance, op.ordered, fields)
+        near = _Near(left.pos, lefts, rights, op.distance, op.ordered, fields, sides=(left, right))
+        return self.spanned(near, left.span[0])
 
     def near_operand(self, node: _Node, op: _Tok) -> tuple[_Words, ...]:
         if isinstance(node, _Words):
@@ -456,7 +560,7 @@ class _Parser:
             self.take()
             if self.peek().kind == "END":
                 raise self.fail(f"'{tok.text}' needs a term after it", tok.pos)
-            return _Not(tok.pos, self.parse_unary(fld))
+            return self.spanned(_Not(tok.pos, self.parse_unary(fld)), tok.pos)
         return self.parse_primary(fld)
 
     def parse_primary(self, fld: str | None) -> _Node:
@@ -470,15 +574,17 @@ class _Parser:
                     f"after '{tok.text}:' put a term, \"phrase\", @list, /regex/ or (group)",
                     self.peek().pos,
                 )
-            return self.parse_primary(tok.text)
+            return self.spanned(self.parse_primary(tok.text), tok.pos)
         if kind in ("TERM", "PHRASE"):
-            return self.words(tok.text, tok.pos, fld, (self.next_leaf(), 0))
+            words = self.words(tok.text, tok.pos, fld, (self.next_leaf(), 0))
+            return self.spanned(words, tok.pos)
         if kind == "LIST":
             return self.list_ref(tok, fld)
         if kind == "REGEX":
             regex = re.compile(tok.text, re.IGNORECASE)
             fields = (fld,) if fld else DEFAULT_FIELDS
-            return _Regex(f"/{tok.text}/", (self.next_leaf(), 0), tok.pos, fields, regex)
+            node = _Regex(f"/{tok.text}/", (self.next_leaf(), 0), tok.pos, fields, regex)
+            return self.spanned(node, tok.pos)
         if kind == "(":
             if self.peek().kind == ")":
                 raise self.fail("empty parentheses", tok.pos)
@@ -486,7 +592,7 @@ class _Parser:
             if self.peek().kind != ")":
                 raise self.fail("unbalanced parenthesis: this '(' is never closed", tok.pos)
             self.take()
-            return inner
+            return self.spanned(inner, tok.pos)
         if kind in (")", "END"):
             prev = self.toks[self.i - 2] if self.i >= 2 else None
             if prev is not None and prev.kind in ("AND", "OR", "NOT", "NEAR"):
@@ -495,6 +601,10 @@ class _Parser:
                 raise self.fail("unbalanced parenthesis: this '(' is never closed", prev.pos)
             raise self.fail("unbalanced parenthesis: this ')' has no matching '('", tok.pos)
         raise self.fail(f"'{tok.text}' needs a term before it", tok.pos)
+
+    def spanned(self, node: _N, start: int) -> _N:
+        """``node`` with its span: from ``start`` to the end of the last token taken."""
+        return replace(node, span=(start, self.toks[self.i - 1].end))
 
     def next_leaf(self) -> int:
         self.leaves += 1
@@ -528,8 +638,10 @@ class _Parser:
                 raise self.fail(
                     f"list '@{tok.text}' item {item!r}: {exc.message}", tok.pos
                 ) from None
-            leaves.append(self.words(item.strip(), tok.pos, fld, (order, k)))
-        return leaves[0] if len(leaves) == 1 else _Or(tok.pos, tuple(leaves))
+            words = self.words(item.strip(), tok.pos, fld, (order, k))
+            leaves.append(replace(words, span=(tok.pos, tok.end)))
+        # Kept as a group even for one item, so a trace can show the list by name.
+        return _Or(tok.pos, tuple(leaves), (tok.pos, tok.end), tok.text)
 
 
 def _positive(node: _Node) -> bool:

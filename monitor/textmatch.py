@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
@@ -222,9 +222,18 @@ class Unit:
 
 @dataclass(frozen=True, slots=True)
 class Pattern:
-    """A term or phrase compiled to words, matched against a :class:`FieldIndex`."""
+    """A term or phrase compiled to words, matched against a :class:`FieldIndex`.
+
+    ``key`` is the same for equal patterns (``Partner*`` and ``partner*``), so a
+    :class:`SpanCache` can share one lookup between every query that uses it.
+    """
 
     units: tuple[Unit, ...]
+    key: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", repr(self.units))
 
     def spans(self, index: FieldIndex) -> list[Span]:
         """Every occurrence of the pattern in ``index``, sorted."""
@@ -257,6 +266,29 @@ def compile_pattern(text: str) -> Pattern:
             splits = tuple((word[:k], word[k:]) for k in range(2, len(word) - 1))
         units.append(Unit(parts, joined, is_prefix, splits))
     return Pattern(tuple(units))
+
+
+class SpanCache:
+    """One document and the spans of every pattern looked up in it so far.
+
+    Queries that share a term (the same ``@list`` in many rules) then look it
+    up once per document. Create one per document; it is not thread-safe.
+    """
+
+    __slots__ = ("_memo", "doc")
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self._memo: dict[str, dict[str, list[Span]]] = {name: {} for name in _TEXT_FIELDS}
+
+    def spans(self, pattern: Pattern, name: str) -> list[Span]:
+        """``pattern.spans`` in text field ``name`` of the document, computed once."""
+        memo = self._memo[name]
+        found = memo.get(pattern.key)
+        if found is None:
+            found = pattern.spans(self.doc.field(name))
+            memo[pattern.key] = found
+        return found
 
 
 def _follow(first: Sequence[Span], then: Sequence[Span]) -> list[Span]:

@@ -536,7 +536,7 @@ def atom(
         if item.get("title") is not None:
             parts.append(_text("title", item["title"]))
         if item.get("link") is not None:
-            parts.append(f"<link rel=\"alternate\" href={quoteattr(str(item['link']))}/>")
+            parts.append(f'<link rel="alternate" href={quoteattr(str(item["link"]))}/>')
         entry_id = item.get("id", item.get("guid")) or item.get("link") or f"urn:test:entry:{n}"
         parts.append(_text("id", entry_id))
         for key in ("updated", "published"):
@@ -550,9 +550,7 @@ def atom(
             parts.append(_text("content", item["content"], ' type="html"'))
         if item.get("author") is not None:
             parts.append(f"<author>{_text('name', item['author'])}</author>")
-        parts.extend(
-            f"<category term={quoteattr(c)}/>" for c in _categories(item.get("category"))
-        )
+        parts.extend(f"<category term={quoteattr(c)}/>" for c in _categories(item.get("category")))
         if item.get("extra"):
             parts.append(str(item["extra"]))
         parts.append("</entry>")

@@ -32,9 +32,15 @@ def parse(text: str) -> feedparser.FeedParserDict:
 def test_rss_builds_a_feed_feedparser_reads_cleanly() -> None:
     doc = rss(
         [
-            {"title": "UK & US sign <AI> pact", "link": "https://example.org/a?x=1&y=2",
-             "guid": "id-1", "description": "<p>Both sides &amp; more</p>", "pubDate": WHEN,
-             "category": ["policy", "safety"], "author": "press@example.org (Press)"},
+            {
+                "title": "UK & US sign <AI> pact",
+                "link": "https://example.org/a?x=1&y=2",
+                "guid": "id-1",
+                "description": "<p>Both sides &amp; more</p>",
+                "pubDate": WHEN,
+                "category": ["policy", "safety"],
+                "author": "press@example.org (Press)",
+            },
             {"title": "Second", "guid": "https://example.org/b", "guid_is_permalink": True},
             {"title": "No date"},
         ],
@@ -55,8 +61,15 @@ def test_rss_builds_a_feed_feedparser_reads_cleanly() -> None:
 
 
 def test_rss_accepts_a_ready_date_string_and_raw_extra() -> None:
-    doc = rss([{"title": "x", "pubDate": "Sat, 01 Mar 2025 09:30:00 +0000",
-                "extra": "<comments>https://example.org/c</comments>"}])
+    doc = rss(
+        [
+            {
+                "title": "x",
+                "pubDate": "Sat, 01 Mar 2025 09:30:00 +0000",
+                "extra": "<comments>https://example.org/c</comments>",
+            }
+        ]
+    )
     entry = parse(doc).entries[0]
     assert entry.published_parsed[:5] == (2025, 3, 1, 9, 30)
     assert entry.comments == "https://example.org/c"
@@ -65,11 +78,22 @@ def test_rss_accepts_a_ready_date_string_and_raw_extra() -> None:
 def test_atom_builds_a_feed_feedparser_reads_cleanly() -> None:
     doc = atom(
         [
-            {"title": "Institutes <partner>", "link": "https://example.org/a?x=1&y=2",
-             "id": "urn:x:1", "summary": "<b>bold</b> & more", "updated": WHEN,
-             "published": "2025-02-28T08:00:00Z", "category": "safety", "author": "DSIT"},
-            {"title": "Plain", "summary": "a < b", "summary_type": "text",
-             "link": "https://example.org/p"},
+            {
+                "title": "Institutes <partner>",
+                "link": "https://example.org/a?x=1&y=2",
+                "id": "urn:x:1",
+                "summary": "<b>bold</b> & more",
+                "updated": WHEN,
+                "published": "2025-02-28T08:00:00Z",
+                "category": "safety",
+                "author": "DSIT",
+            },
+            {
+                "title": "Plain",
+                "summary": "a < b",
+                "summary_type": "text",
+                "link": "https://example.org/p",
+            },
         ]
     )
     parsed = parse(doc)

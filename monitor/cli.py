@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -32,7 +33,7 @@ from monitor.errors import ConfigError, ConfigErrors, DeliveryError, StoreError
 from monitor.models import AlertStatus
 from monitor.notify import notifier_from_env
 from monitor.pipeline import PollSettings
-from monitor.store import Outcome, Store
+from monitor.store import FeedState, Outcome, Store
 
 log = logging.getLogger("monitor")
 
@@ -121,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(outbox)
     outbox.add_argument("--retry", action="store_true", help="deliver every undelivered alert now")
 
+    feeds = sub.add_parser(
+        "feeds",
+        help="show every feed's health: last success, failures, last error, next poll",
+        description="Show a status table of every configured feed: when it last worked, "
+        "consecutive failures, the last error and when it will be polled next.",
+    )
+    _common(feeds)
+
     demo = sub.add_parser(
         "demo",
         help="run the shipped rules over bundled sample feeds, offline",
@@ -154,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = env_path(args.state, "MONITOR_STATE", DEFAULT_STATE)
         if args.command == "once":
             return _once(rules_dir, state, args)
+        if args.command == "feeds":
+            return _feeds(rules_dir, state, stdout=sys.stdout)
         if args.command == "outbox":
             return _outbox(state, retry=args.retry, stdout=sys.stdout)
         if args.command == "run":
@@ -255,6 +266,45 @@ def outcome_json(outcome: Outcome) -> dict[str, object]:
     if outcome.duplicate_of is not None:
         data["duplicate_of"] = outcome.duplicate_of
     return data
+
+
+def _feeds(rules_dir: Path, state_path: Path, *, stdout: TextIO) -> int:
+    config = load_config(rules_dir)
+    store = Store.open_snapshot(state_path)
+    try:
+        rows = [feed_status_row(store.feed_state(feed), utc_now()) for feed in config.feeds.feeds]
+    finally:
+        store.close()
+    header = ("FEED", "LAST SUCCESS", "FAILS", "NEXT POLL", "LAST ERROR")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        cells = [str(c).ljust(w) for c, w in zip(row[:4], widths, strict=True)]
+        print("  ".join([*cells, str(row[4])]).rstrip(), file=stdout)
+    failing = sum(1 for r in rows if r[2] not in (0, "0"))
+    print(f"{len(rows)} feeds, {failing} failing", file=stdout)
+    return 0
+
+
+def feed_status_row(state: FeedState, now: datetime) -> tuple[str, str, int, str, str]:
+    """One line of ``monitor feeds``: name, last success, failures, next poll, last error."""
+
+    def when(value: datetime | None, empty: str) -> str:
+        return f"{value:%Y-%m-%d %H:%M}" if value else empty
+
+    if state.gone:
+        next_poll = "never (gone)"
+    elif state.next_poll_at and state.next_poll_at > now:
+        next_poll = when(state.next_poll_at, "")
+    else:
+        next_poll = "on schedule"
+    error = (state.last_error or "")[:120]
+    return (
+        state.name,
+        when(state.last_success_at, "never"),
+        state.consecutive_failures,
+        next_poll,
+        error,
+    )
 
 
 def _outbox(state_path: Path, *, retry: bool, stdout: TextIO) -> int:

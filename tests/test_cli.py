@@ -16,7 +16,7 @@ from tests.feedserver import FeedServer, rss
 from tests.support import write_rules_dir
 
 REPO = Path(__file__).resolve().parent.parent
-COMMANDS = ["run", "once", "check", "outbox", "demo"]
+COMMANDS = ["run", "once", "check", "outbox", "feeds", "demo"]
 
 
 def monitor(
@@ -213,3 +213,24 @@ def test_demo_runs_offline_and_prints_alerts() -> None:
     assert "UK and Japan AI Security Institutes" in result.stdout
     assert "appoints" not in result.stdout and "export rules" not in result.stdout
     assert "demo: 3 sample feeds" in result.stdout
+
+
+def test_feeds_shows_health_of_each_feed(tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.set("/a.xml", rss(ITEMS))
+    feed_server.set("/b.xml", "denied", status=403, content_type="text/plain")
+    rules_dir = write_rules_dir(
+        tmp_path,
+        [
+            {"name": "Good", "url": feed_server.url("/a.xml")},
+            {"name": "Blocked", "url": feed_server.url("/b.xml")},
+        ],
+    )
+    state = tmp_path / "m.db"
+    assert monitor("once", "--rules", str(rules_dir), "--state", str(state)).returncode == 0
+    result = monitor("feeds", "--rules", str(rules_dir), "--state", str(state))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    [good] = [line for line in lines if line.startswith("Good")]
+    [blocked] = [line for line in lines if line.startswith("Blocked")]
+    assert "never" not in good and "HTTP 403" in blocked and "never" in blocked
+    assert lines[-1] == "2 feeds, 1 failing"

@@ -41,43 +41,48 @@ from monitor.textmatch import Document, prepare_document  # noqa: E402
 
 RULE_COUNTS = (10, 100, 1000)
 
-COUNTRIES = (
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+COUNTRIES = _split(
     "UK US Canada France Germany Japan Korea India Singapore Australia Kenya Brazil Italy "
     "Spain Netherlands Sweden Norway Finland Denmark Ireland Poland Estonia Israel Mexico "
     "Chile Argentina Nigeria Ghana Rwanda Indonesia Vietnam Thailand Philippines Malaysia "
     "Taiwan Switzerland Austria Belgium Portugal Greece Turkey Egypt Morocco"
-).split()
-ORGS = (
+)
+ORGS = _split(
     "OpenAI Anthropic DeepMind Google Microsoft Meta Amazon Cohere Mistral Nvidia IBM Intel "
     "NIST AISI CAISI OECD UNESCO NATO ITU IEEE Europol Interpol"
-).split()
+)
 ACTIONS = (
-    *(
+    *_split(
         "partner* memorandum MoU agreement collaborat* cooperat* sign* joint alliance "
         "consortium network pact accord treaty framework initiative programme launch* "
         "establish* commit* pledge* declaration statement evaluat* fund*"
-    ).split(),
+    ),
     '"work together"',
     '"joint research"',
     '"testing agreement"',
     '"safety research"',
 )
-EXCLUSIONS = (
+EXCLUSIONS = _split(
     "appoint* resign* opinion lawsuit sue* fined layoff* earnings podcast review rumor* "
     "hire* depart* budget tariff*"
-).split()
-FILLER = (
+)
+FILLER = _split(
     "the a of and to in for on with by at from as its their new said says today week "
     "government minister ministry department officials announced plans report after "
     "ai artificial intelligence safety security model models frontier research testing "
     "standards institute technology digital data risk risks global international "
     "national public sector companies industry experts leaders summit talks policy "
     "regulation rules law bill chips compute cloud systems tools launch support"
-).split()
-_SYLLABLES = (
+)
+_SYLLABLES = _split(
     "ka to ri mo na sel vor tan qui zel bra dor fen gal hest ist jor kul lam mer nov "
     "pra rud sat tel urb vex wil yar zon ber cal dex"
-).split()
+)
 
 
 def _pseudo_words(rng: random.Random, count: int) -> list[str]:
@@ -115,7 +120,9 @@ def generate(rng: random.Random, rules: int, entries: int) -> Corpus:
             subj = f"{own[0]} OR {own[1]} OR {_quoted(own[2:4])}"
             queries.append(f"({subj}) NEAR/10 ({acts}) AND NOT ({excl})")
         elif shape == 1:
-            queries.append(f"title:({own[0]} OR {own[1]} OR {own[2]}) AND ({acts}) -{excl.split()[0]}")
+            queries.append(
+                f"title:({own[0]} OR {own[1]} OR {own[2]}) AND ({acts}) -{excl.split()[0]}"
+            )
         elif shape == 2:
             name = f"bodies_{k}"
             lists[name] = [*own[:4], f"{own[4]} {own[5]}", f"{own[5]}*"]
@@ -179,9 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         queries = compiled[:count]
         matcher = RuleMatcher(queries)
 
-        def naive(prepared: Sequence[Document], qs: Sequence[CompiledQuery] = queries) -> list[
-            list[tuple[int, tuple[str, ...]]]
-        ]:
+        def naive(
+            prepared: Sequence[Document], qs: Sequence[CompiledQuery] = queries
+        ) -> list[list[tuple[int, tuple[str, ...]]]]:
             return [
                 [(i, t) for i, q in enumerate(qs) if (t := q.match(d)) is not None]
                 for d in prepared

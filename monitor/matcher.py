@@ -1,25 +1,32 @@
 """Run many compiled queries over one document, sharing the work between them.
 
-Two things keep the cost per entry nearly flat as rules are added:
+Three things keep the cost per entry nearly flat as rules are added:
 
-1. **Anchors.** Every query is analysed once for words that *must* be in the
-   document for it to match: a set of alternatives ("``memorandum`` or a word
-   starting with ``partner``"). A document's words are looked up once in an
-   index of all anchors (a dict for whole words, a prefix trie for ``word*``),
-   and only the queries with an anchor present are evaluated. Queries with no
-   usable anchor (only ``tag:``/``link:``/``domain:`` or ``/regex/`` terms) are
-   evaluated for every document.
-2. **Shared lookups.** The candidates run over one :class:`SpanCache`, so a
-   term or ``@list`` item used by many rules is looked up once per document.
+1. **Anchors.** Each query is analysed once, when the matcher is built, for
+   the words it cannot match without: a few *required sets*, each meaning
+   "one of these must be in the text" (``memorandum`` or a word starting with
+   ``partner``). ``a AND b`` needs a set for ``a`` and one for ``b``; both
+   sides of ``NEAR`` are needed; an ``OR`` needs one of its branches.
+2. **One pass over the document.** The cheapest required set of every query
+   goes into one index (a dict of whole words, a trie of prefixes). Each word
+   of the document is looked up once, which names the candidate queries; a
+   candidate's other required sets are then checked against the document's
+   word set. Only the survivors are evaluated. Queries with nothing to anchor
+   on (only ``tag:``/``link:``/``domain:`` or ``/regex/`` terms) are always
+   evaluated.
+3. **Shared lookups.** The survivors run over one
+   :class:`~monitor.textmatch.SpanCache`, so a term or ``@list`` item used by
+   many rules is looked up once per document.
 
-Both are invisible in the result: :meth:`RuleMatcher.match` returns exactly
-what calling each query's :meth:`~monitor.query.CompiledQuery.match` would.
+None of this changes results: :meth:`RuleMatcher.match` returns exactly what
+each query's :meth:`~monitor.query.CompiledQuery.match` would.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 
 from monitor.query import (
@@ -41,6 +48,7 @@ from monitor.textmatch import Document, SpanCache, Unit
 EXACT, PREFIX, SPLIT = "exact", "prefix", "split"
 _Anchor = tuple[str, str]  # (kind, word)
 _Anchors = frozenset[_Anchor]
+_MAX_CHECKS = 3  # required sets checked per candidate, besides the indexed one
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,21 +57,46 @@ class _TrieNode:
     queries: list[int]  # queries with a prefix anchor ending here
 
 
+class _DocWords:
+    """The words of one document: a set for whole words, sorted for prefixes."""
+
+    __slots__ = ("exact", "ordered")
+
+    def __init__(self, doc: Document) -> None:
+        self.exact: set[str] = set()
+        for name in TEXT_FIELDS:
+            self.exact.update(doc.field(name).spans)
+        self.ordered = sorted(self.exact)
+
+    def has_any(self, anchors: _Anchors) -> bool:
+        for kind, word in anchors:
+            if kind != PREFIX:
+                if word in self.exact:
+                    return True
+                continue
+            at = bisect_left(self.ordered, word)
+            if at < len(self.ordered) and self.ordered[at].startswith(word):
+                return True
+        return False
+
+
 class RuleMatcher:
     """Many compiled queries, matched together; results as if each were run alone."""
 
     def __init__(self, queries: Sequence[CompiledQuery]) -> None:
         self.queries = tuple(queries)
-        self._always: list[int] = []  # no anchor: evaluated for every document
+        self._always: list[int] = []  # nothing to anchor on: evaluated for every document
         self._exact: dict[str, list[int]] = {}
         self._trie = _TrieNode({}, [])
+        self._checks: list[tuple[_Anchors, ...]] = []
         anchoring = _Anchoring([query.root for query in self.queries])
         for index, query in enumerate(self.queries):
-            anchors = anchoring.anchors(query.root)
-            if anchors is None:
+            needed = anchoring.required_sets(query.root)
+            self._checks.append(tuple(needed[1 : 1 + _MAX_CHECKS]))
+            if not needed:
                 self._always.append(index)
                 continue
-            for kind, word in anchors:
+            for kind, word in needed[0]:
                 if kind == PREFIX:
                     self._add_prefix(word, index)
                 else:
@@ -80,32 +113,36 @@ class RuleMatcher:
 
     @property
     def unanchored(self) -> int:
-        """How many queries have no anchor and so run on every document."""
+        """How many queries have nothing to anchor on and so run on every document."""
         return len(self._always)
 
     def candidates(self, doc: Document) -> list[int]:
         """Indices of the queries that could match ``doc``, ascending.
 
-        Every query that matches is among them; most that do not are not.
+        Every query that matches ``doc`` is among them; most that do not are not.
         """
-        found: set[int] = set(self._always)
+        found: set[int] = set()
         exact, root = self._exact, self._trie
         has_prefixes = bool(root.children)
-        for name in TEXT_FIELDS:
-            for word in doc.field(name).spans:
-                hit = exact.get(word)
-                if hit is not None:
-                    found.update(hit)
-                if has_prefixes:
-                    node = root
-                    for char in word:
-                        nxt = node.children.get(char)
-                        if nxt is None:
-                            break
-                        node = nxt
-                        if node.queries:
-                            found.update(node.queries)
-        return sorted(found)
+        words = _DocWords(doc)
+        for word in words.exact:
+            hit = exact.get(word)
+            if hit is not None:
+                found.update(hit)
+            if has_prefixes:
+                node = root
+                for char in word:
+                    nxt = node.children.get(char)
+                    if nxt is None:
+                        break
+                    node = nxt
+                    if node.queries:
+                        found.update(node.queries)
+        checks = self._checks
+        kept = [i for i in found if all(words.has_any(need) for need in checks[i])]
+        kept.extend(self._always)
+        kept.sort()
+        return kept
 
     def match(
         self, doc: Document, only: Container[int] | None = None
@@ -130,42 +167,50 @@ class RuleMatcher:
 
 
 class _Anchoring:
-    """Picks, for each query, the anchors least likely to be present.
+    """Finds each query's required sets, cheapest (least likely present) first.
 
-    Where a query offers a choice (the children of ``AND``, the two sides of
-    ``NEAR``), the cheapest set of alternatives wins. A word costs more when
-    it is short (``ai``, ``uk`` are everywhere) or a prefix, and more again
-    the more queries use it: a word shared by hundreds of rules is generic,
-    and anchoring on it would wake all of them.
+    A word costs more when it is short (``ai``, ``uk`` are everywhere) or a
+    prefix, and more again the more queries use it: a word shared by hundreds
+    of rules is generic, and indexing on it would wake all of them.
     """
 
     def __init__(self, roots: Sequence[_Node]) -> None:
         self.popularity: Counter[str] = Counter()
         for root in roots:
-            self.popularity.update({word for leaf in _leaves(root) for _, word in _words(leaf)})
+            words = {word for leaf in _leaves(root) for _, word in _words_anchors(leaf)}
+            self.popularity.update(words)
 
-    def anchors(self, node: _Node) -> _Anchors | None:
-        """Words one of which must be present for ``node`` to match; None if unknown.
+    def required_sets(self, root: _Node) -> list[_Anchors]:
+        """Sets of anchors, one of each must be present for ``root`` to match.
 
-        Never wrong in one direction: if ``node`` matches a document, one of
-        the anchors occurs in that document's text fields.
+        Never wrong in one direction: if ``root`` matches a document, every set
+        has a member in that document's text fields. Sorted cheapest first.
         """
-        if isinstance(node, _Words):
-            return self.best([_words(node)] if _searchable(node) else [None])
-        if isinstance(node, _Regex | _Not):
-            return None
-        if isinstance(node, _Or):
-            return _union(self.anchors(child) for child in node.children)
-        if isinstance(node, _And):
-            return self.best([self.anchors(child) for child in node.children])
-        # Both sides of NEAR must be present: either side's anchors will do.
-        return self.best(
-            [_union(self.anchors(w) for w in side) for side in (node.left, node.right)]
-        )
+        return sorted(set(self._required(root)), key=lambda s: (self.cost(s), sorted(s)))
 
-    def cost(self, anchors: _Anchors | None) -> float:
-        if anchors is None:
-            return float("inf")
+    def _required(self, node: _Node) -> list[_Anchors]:
+        if isinstance(node, _Words):
+            anchors = _searchable_anchors(node)
+            return [anchors] if anchors is not None else []
+        if isinstance(node, _Regex | _Not):
+            return []
+        if isinstance(node, _And):
+            return [need for child in node.children for need in self._required(child)]
+        if isinstance(node, _Near):
+            # Both sides must be present (in a text field the words search).
+            sides = (_union(map(_searchable_anchors, side)) for side in (node.left, node.right))
+            return [side for side in sides if side is not None]
+        # OR: one branch must match, so one of the branches' cheapest sets must hold.
+        per_branch: list[_Anchors] = []
+        for child in node.children:
+            needed = self._required(child)
+            if not needed:
+                return []
+            per_branch.append(min(needed, key=self.cost))
+        merged = _union(per_branch)
+        return [merged] if merged is not None else []
+
+    def cost(self, anchors: _Anchors) -> float:
         total = 0.0
         for kind, word in anchors:
             if kind == SPLIT:
@@ -174,11 +219,8 @@ class _Anchoring:
             total += weight * self.popularity[word]
         return total
 
-    def best(self, options: Sequence[_Anchors | None]) -> _Anchors | None:
-        return min(options, key=self.cost, default=None)
 
-
-def _leaves(node: _Node) -> Iterator[_Words]:
+def _leaves(node: _Node) -> Iterable[_Words]:
     """The term leaves that must be present for some match (not under NOT)."""
     if isinstance(node, _Words):
         yield node
@@ -189,11 +231,14 @@ def _leaves(node: _Node) -> Iterator[_Words]:
         yield from (*node.left, *node.right)
 
 
-def _searchable(words: _Words) -> bool:
-    return all(name in TEXT_FIELDS for name in words.fields)
+def _searchable_anchors(words: _Words) -> _Anchors | None:
+    """The anchors of ``words``; None when it also searches tag:, link: or domain:."""
+    if all(name in TEXT_FIELDS for name in words.fields):
+        return _words_anchors(words)
+    return None
 
 
-def _words(words: _Words) -> _Anchors:
+def _words_anchors(words: _Words) -> _Anchors:
     """Words one of which every match of ``words`` in a text field starts with.
 
     A phrase needs all its units; the one with the longest word is taken.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -121,6 +122,16 @@ def tokenize(text: str) -> list[str]:
     return [part for parts, _ in token_groups(fold(text)) for part in parts]
 
 
+class _Derived:
+    """Lookup tables built from a field's ``spans`` on first use, then kept."""
+
+    __slots__ = ("keys", "pairs")
+
+    def __init__(self) -> None:
+        self.keys: list[str] | None = None
+        self.pairs: dict[str, list[Span]] | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class FieldIndex:
     """One text field of a document: folded text and where each word occurs.
@@ -132,6 +143,45 @@ class FieldIndex:
     text: str
     spans: Mapping[str, Sequence[Span]]
     length: int
+    _derived: _Derived = field(default_factory=_Derived, compare=False, repr=False)
+
+    def with_prefix(self, prefix: str) -> list[Span]:
+        """The spans of every word starting with ``prefix``."""
+        keys = self._derived.keys
+        if keys is None:
+            keys = self._derived.keys = sorted(self.spans)
+        found: list[Span] = []
+        for k in range(bisect_left(keys, prefix), len(keys)):
+            key = keys[k]
+            if not key.startswith(prefix):
+                break
+            found.extend(self.spans[key])
+        return found
+
+    def pairs(self) -> Mapping[str, Sequence[Span]]:
+        """Two adjacent words written as one, each at least two letters, with their spans.
+
+        ``co operation`` gives ``cooperation``: a query word matches a text that
+        splits it in two (see :class:`Unit`).
+        """
+        pairs = self._derived.pairs
+        if pairs is None:
+            pairs = self._derived.pairs = _adjacent_pairs(self.spans)
+        return pairs
+
+
+def _adjacent_pairs(spans: Mapping[str, Sequence[Span]]) -> dict[str, list[Span]]:
+    starting: dict[int, list[tuple[str, int]]] = {}
+    for key, found in spans.items():
+        if len(key) >= 2:
+            for start, end in found:
+                starting.setdefault(start, []).append((key, end))
+    pairs: dict[str, list[Span]] = {}
+    for start, heads in starting.items():
+        for head, end in heads:
+            for tail, tail_end in starting.get(end + 1, ()):
+                pairs.setdefault(head + tail, []).append((start, tail_end))
+    return pairs
 
 
 def index_text(text: str) -> FieldIndex:
@@ -237,13 +287,13 @@ class Pattern:
 
     def spans(self, index: FieldIndex) -> list[Span]:
         """Every occurrence of the pattern in ``index``, sorted."""
-        if not self.units:
+        if not self.units or not index.length:
             return []
-        found = _unit_spans(self.units[0], index.spans)
+        found = _unit_spans(self.units[0], index)
         for unit in self.units[1:]:
             if not found:
                 return []
-            found = _follow(found, _unit_spans(unit, index.spans))
+            found = _follow(found, _unit_spans(unit, index))
         return sorted(set(found))
 
 
@@ -301,39 +351,32 @@ def _follow(first: Sequence[Span], then: Sequence[Span]) -> list[Span]:
     return [(s, e2) for s, e in first for e2 in ends_by_start.get(e + 1, ())]
 
 
-def _prefix_spans(prefix: str, spans: Mapping[str, Sequence[Span]]) -> list[Span]:
-    return [sp for key, found in spans.items() if key.startswith(prefix) for sp in found]
-
-
-def _word_spans(unit: Unit, spans: Mapping[str, Sequence[Span]]) -> list[Span]:
-    found = list(spans.get(unit.parts[0], ()))
-    for left, right in unit.splits:
-        head = spans.get(left)
-        if head is None:
-            continue
-        tail = spans.get(right)
-        if tail is not None:
-            found.extend(_follow(head, tail))
+def _word_spans(unit: Unit, index: FieldIndex) -> list[Span]:
+    found = list(index.spans.get(unit.parts[0], ()))
+    if unit.splits:
+        # Every way of writing the word as two (both halves in unit.splits).
+        found.extend(index.pairs().get(unit.parts[0], ()))
     return found
 
 
-def _unit_spans(unit: Unit, spans: Mapping[str, Sequence[Span]]) -> list[Span]:
+def _unit_spans(unit: Unit, index: FieldIndex) -> list[Span]:
+    spans = index.spans
     last = len(unit.parts) - 1
     if last == 0:
         if unit.prefix:
-            return _prefix_spans(unit.parts[0], spans)
-        return _word_spans(unit, spans)
+            return index.with_prefix(unit.parts[0])
+        return _word_spans(unit, index)
     # A compound: its parts as a phrase ("co operation"), or its joined form.
     found: list[Span] = list(spans.get(unit.parts[0], ()))
     for i in range(1, last + 1):
         if not found:
             break
         part = unit.parts[i]
-        after = _prefix_spans(part, spans) if unit.prefix and i == last else spans.get(part, ())
+        after = index.with_prefix(part) if unit.prefix and i == last else spans.get(part, ())
         found = _follow(found, after)
     if unit.joined is not None:
         if unit.prefix:
-            found.extend(_prefix_spans(unit.joined, spans))
+            found.extend(index.with_prefix(unit.joined))
         else:
             found.extend(spans.get(unit.joined, ()))
     return found

@@ -247,9 +247,9 @@ def test_methods_other_than_get_and_head_are_405(client: httpx.Client, method: s
 def test_keep_alive_connection_is_reused(server: HealthServer) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         request = b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"
-        sock.sendall(request + request)
-        assert read_response(sock).startswith(b"HTTP/1.1 503")
-        assert read_response(sock).startswith(b"HTTP/1.1 503")
+        for _ in range(3):
+            sock.sendall(request)
+            assert read_response(sock).startswith(b"HTTP/1.1 503")
 
 
 def test_stop_is_prompt_and_drops_idle_keep_alive_connections(

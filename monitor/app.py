@@ -42,11 +42,13 @@ class Settings:
     concurrency: int = 10
     retention: timedelta = timedelta(days=90)
     limits: FetchLimits = field(default_factory=FetchLimits)
+    shutdown_grace: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Read ``MONITOR_CONCURRENCY``, ``MONITOR_RETENTION``, ``MONITOR_MAX_FEED_BYTES``
-        and ``MONITOR_FETCH_DEADLINE``; raise ConfigError naming the bad variable."""
+        """Read ``MONITOR_CONCURRENCY``, ``MONITOR_RETENTION``, ``MONITOR_MAX_FEED_BYTES``,
+        ``MONITOR_FETCH_DEADLINE`` and ``MONITOR_SHUTDOWN_GRACE``; raise ConfigError naming
+        the bad variable."""
 
         def get(name: str, parse: Callable[[str], object], default: object) -> object:
             raw = env.get(name)
@@ -63,12 +65,17 @@ class Settings:
         retention = get("MONITOR_RETENTION", parse_duration, timedelta(days=90))
         max_bytes = get("MONITOR_MAX_FEED_BYTES", int, 10 * 1024 * 1024)
         deadline = get("MONITOR_FETCH_DEADLINE", float, 30.0)
+        grace = float(str(get("MONITOR_SHUTDOWN_GRACE", float, 10.0)))
+        if not 0 <= grace <= 600:
+            raise ConfigError("MONITOR_SHUTDOWN_GRACE must be between 0 and 600 seconds")
         assert isinstance(retention, timedelta)
         try:
             limits = FetchLimits(max_bytes=int(str(max_bytes)), deadline=float(str(deadline)))
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
-        return cls(concurrency=concurrency, retention=retention, limits=limits)
+        return cls(
+            concurrency=concurrency, retention=retention, limits=limits, shutdown_grace=grace
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from monitor.app import (
 )
 from monitor.dedupe import Backfill
 from monitor.errors import ConfigError, ConfigErrors, DeliveryError, StoreError
+from monitor.health import port_from_env
 from monitor.models import AlertStatus
 from monitor.notify import notifier_from_env
 from monitor.pipeline import PollSettings
@@ -195,6 +196,7 @@ def _print_config_errors(exc: ConfigErrors) -> None:
 def _check(rules_dir: Path, *, slack: bool) -> int:
     config = load_config(rules_dir, check_examples=True)
     Settings.from_env(os.environ)
+    port_from_env(os.environ)
     notifier = notifier_from_env(os.environ, stdout=sys.stdout)
     examples = sum(len(r.examples) for r in config.rules.rules)
     line = (

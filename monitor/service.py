@@ -29,10 +29,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.app import Config, Settings, load_config, make_deliverer, utc_now
 from monitor.deliver import Deliverer
+from monitor.errors import StoreError
 from monitor.fetch import make_client
-from monitor.models import Feed
+from monitor.health import HealthServer, HealthState, beat, host_from_env, port_from_env
+from monitor.metrics import Metrics
+from monitor.models import AlertStatus, Feed
 from monitor.notify import notifier_from_env
-from monitor.pipeline import PollSettings, poll_feed
+from monitor.pipeline import PollReport, PollSettings, poll_feed
 from monitor.store import Store
 
 log = logging.getLogger("monitor.service")
@@ -54,9 +57,13 @@ class Service:
         *,
         mode: str = "stdout",
         now: Callable[[], datetime] = utc_now,
+        metrics: Metrics | None = None,
+        health: HealthState | None = None,
     ) -> None:
         self.config = config
         self.mode = mode
+        self.metrics = metrics or Metrics()
+        self.health = health or HealthState()
         self.store = store
         self.deliverer = deliverer
         self.settings = settings
@@ -66,6 +73,7 @@ class Service:
         self._wake_delivery = asyncio.Event()
         self._in_flight: set[asyncio.Task[object]] = set()
         self._gate = asyncio.Semaphore(settings.concurrency)
+        self.grace = SHUTDOWN_GRACE
         self._client: httpx.AsyncClient | None = None
         self.scheduler: AsyncIOScheduler | None = None
 
@@ -89,16 +97,19 @@ class Service:
             misfire_grace_time=int(PRUNE_PERIOD.total_seconds()),
         )
         self.scheduler.start()
+        self.health.set_scheduler_running(True)
         log.info(
             "monitor running: %d feeds, %d rules, delivery via %s",
             len(self.config.feeds.feeds),
             len(self.config.rules.rules),
             self.mode,
         )
+        heartbeat = asyncio.create_task(beat(self.health), name="heartbeat")
         delivery = asyncio.create_task(self._delivery_loop(), name="delivery")
         try:
             await self._stop.wait()
         finally:
+            heartbeat.cancel()
             await self._shutdown(delivery)
 
     def _schedule(self, feed: Feed, index: int) -> None:
@@ -125,6 +136,7 @@ class Service:
         assert task is not None and self._client is not None
         self._in_flight.add(task)
         deadline = self.settings.limits.deadline * 2 + 30
+        ids = {"feed": feed.name}
         try:
             async with self._gate, asyncio.timeout(deadline):
                 report = await poll_feed(
@@ -135,29 +147,39 @@ class Service:
                     settings=self.poll_settings,
                     now=self.now,
                 )
+            self.health.set_database_writable(True)
             if report.alerts:
-                log.info(
-                    "feed %r: %d new alert(s)",
-                    feed.name,
-                    len(report.alerts),
-                    extra={"feed": feed.name},
-                )
+                log.info("feed %r: %d new alert(s)", feed.name, len(report.alerts), extra=ids)
                 self._wake_delivery.set()
         except TimeoutError:
-            log.warning(
-                "poll of %r abandoned after %.0fs", feed.name, deadline, extra={"feed": feed.name}
-            )
-        except Exception:
-            log.exception("poll of %r failed unexpectedly", feed.name, extra={"feed": feed.name})
+            log.warning("poll of %r abandoned after %.0fs", feed.name, deadline, extra=ids)
+            report = PollReport(feed.name, "error", error=f"abandoned after {deadline:.0f}s")
+        except StoreError as exc:
+            # Nothing was marked seen (the transaction rolled back): the next poll retries.
+            self.health.set_database_writable(False, str(exc))
+            log.error("poll of %r could not be recorded: %s", feed.name, exc, extra=ids)
+            report = PollReport(feed.name, "error", error=str(exc))
+        except Exception as exc:
+            log.exception("poll of %r failed unexpectedly", feed.name, extra=ids)
+            report = PollReport(feed.name, "error", error=f"internal error: {exc}")
         finally:
             self._in_flight.discard(task)
+        self.metrics.observe_poll(report, self.now())
 
     async def _delivery_loop(self) -> None:
-        while not self._stop.is_set():
+        while True:
             try:
-                await self.deliverer.deliver_pending()
+                report = await self.deliverer.deliver_pending()
+                self.metrics.observe_delivery(report)
+                self.metrics.set_outbox(
+                    self.store.count_alerts(AlertStatus.PENDING)
+                    + self.store.count_alerts(AlertStatus.SENDING),
+                    self.store.count_alerts(AlertStatus.FAILED),
+                )
             except Exception:
                 log.exception("delivery cycle failed; alerts stay in the outbox")
+            if self._stop.is_set():
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_delivery.wait(), DELIVERY_PERIOD)
             self._wake_delivery.clear()
@@ -167,22 +189,27 @@ class Service:
         log.info("pruned %d seen entries older than the retention period", removed)
 
     async def _shutdown(self, delivery: asyncio.Task[None]) -> None:
+        """Stop scheduling; give polls and the delivery cycle a grace period; then cancel.
+
+        Cancelling is safe: a poll commits in one transaction, and an alert whose
+        send was cut short stays SENDING and is looked up before any re-post.
+        """
         log.info(
-            "stopping: waiting up to %.0fs for %d in-flight poll(s)",
-            SHUTDOWN_GRACE,
+            "stopping: waiting up to %.0fs for %d in-flight poll(s) and delivery",
+            self.grace,
             len(self._in_flight),
         )
+        self.health.set_scheduler_running(False)
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
-        if self._in_flight:
-            _, pending = await asyncio.wait(set(self._in_flight), timeout=SHUTDOWN_GRACE)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=5)
-        delivery.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await delivery
+        self._wake_delivery.set()  # let the delivery loop see the stop and finish its cycle
+        waiting: set[asyncio.Task[object]] = {*self._in_flight, delivery}
+        _, pending = await asyncio.wait(waiting, timeout=self.grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+            log.warning("abandoned %d task(s) still running after the grace period", len(pending))
         if self._client is not None:
             await self._client.aclose()
         log.info("stopped")
@@ -190,16 +217,39 @@ class Service:
 
 def run_service(rules_dir: Path, state_path: Path, *, env: Mapping[str, str]) -> int:
     """Load config, open the store and run the service until SIGTERM/SIGINT."""
+    port, host = port_from_env(env), host_from_env(env)
     config = load_config(rules_dir)
     settings = Settings.from_env(env)
     notifier = notifier_from_env(env, stdout=sys.stdout)
+    metrics, health = Metrics(), HealthState()
+    health.set_config_loaded(True)
+    metrics.set_rules_loaded(len(config.rules.rules))
+    metrics.set_feeds_configured(len(config.feeds.feeds))
     store = Store.open(state_path)
+    server: HealthServer | None = None
     try:
+        health.set_database_writable(True)
+        metrics.seed_feeds(store.feed_states())
+        if port is not None:
+            server = HealthServer(health, metrics, host=host, port=port)
+            server.start()
+            log.info(
+                "health and metrics on http://%s:%d/ (healthz, readyz, metrics)", host, server.port
+            )
         service = Service(
-            config, store, make_deliverer(store, notifier), settings, mode=notifier.mode
+            config,
+            store,
+            make_deliverer(store, notifier),
+            settings,
+            mode=notifier.mode,
+            metrics=metrics,
+            health=health,
         )
+        service.grace = settings.shutdown_grace
         asyncio.run(_main(service))
     finally:
+        if server is not None:
+            server.stop()
         store.close()
     return 0
 

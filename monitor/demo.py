@@ -78,7 +78,7 @@ def serve_demo_feeds() -> Iterator[str]:
 def run_demo(rules_dir: Path, *, stdout: TextIO) -> int:
     """Run one offline cycle over the sample feeds and print the alerts."""
     rules = load_rules(rules_dir)
-    settings = Settings()
+    settings = Settings(concurrency=1)  # poll in order, so the output is the same every run
     with serve_demo_feeds() as base:
         feeds = tuple(
             Feed(name=title, url=f"{base}/{file}", tags=("demo",), interval=timedelta(minutes=15))

@@ -352,10 +352,14 @@ def _follow(first: Sequence[Span], then: Sequence[Span]) -> list[Span]:
 
 
 def _word_spans(unit: Unit, index: FieldIndex) -> list[Span]:
-    found = list(index.spans.get(unit.parts[0], ()))
-    if unit.splits:
-        # Every way of writing the word as two (both halves in unit.splits).
-        found.extend(index.pairs().get(unit.parts[0], ()))
+    spans = index.spans
+    found = list(spans.get(unit.parts[0], ()))
+    for left, right in unit.splits:
+        head = spans.get(left)
+        if head is not None:
+            tail = spans.get(right)
+            if tail is not None:
+                found.extend(_follow(head, tail))
     return found
 
 

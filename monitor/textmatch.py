@@ -179,8 +179,10 @@ def _adjacent_pairs(spans: Mapping[str, Sequence[Span]]) -> dict[str, list[Span]
     pairs: dict[str, list[Span]] = {}
     for start, heads in starting.items():
         for head, end in heads:
-            for tail, tail_end in starting.get(end + 1, ()):
-                pairs.setdefault(head + tail, []).append((start, tail_end))
+            tails = starting.get(end + 1)
+            if tails is not None:
+                for tail, tail_end in tails:
+                    pairs.setdefault(head + tail, []).append((start, tail_end))
     return pairs
 
 
@@ -289,7 +291,14 @@ class Pattern:
         """Every occurrence of the pattern in ``index``, sorted."""
         if not self.units or not index.length:
             return []
-        found = _unit_spans(self.units[0], index)
+        first = self.units[0]
+        if len(self.units) == 1 and len(first.parts) == 1 and not first.prefix:
+            # One plain word, by far the commonest pattern: the index has it sorted.
+            found = index.spans.get(first.parts[0], ())
+            if first.splits and (split := index.pairs().get(first.parts[0])):
+                return sorted({*found, *split})
+            return list(found)
+        found = _unit_spans(first, index)
         for unit in self.units[1:]:
             if not found:
                 return []
@@ -336,7 +345,8 @@ class SpanCache:
         memo = self._memo[name]
         found = memo.get(pattern.key)
         if found is None:
-            found = pattern.spans(self.doc.field(name))
+            index = self.doc.field(name)
+            found = pattern.spans(index) if index.length else []
             memo[pattern.key] = found
         return found
 
@@ -352,14 +362,10 @@ def _follow(first: Sequence[Span], then: Sequence[Span]) -> list[Span]:
 
 
 def _word_spans(unit: Unit, index: FieldIndex) -> list[Span]:
-    spans = index.spans
-    found = list(spans.get(unit.parts[0], ()))
-    for left, right in unit.splits:
-        head = spans.get(left)
-        if head is not None:
-            tail = spans.get(right)
-            if tail is not None:
-                found.extend(_follow(head, tail))
+    found = list(index.spans.get(unit.parts[0], ()))
+    if unit.splits:
+        # Every way of writing the word as two (both halves in unit.splits).
+        found.extend(index.pairs().get(unit.parts[0], ()))
     return found
 
 

@@ -198,6 +198,13 @@ def _check(rules_dir: Path, *, slack: bool) -> int:
     Settings.from_env(os.environ)
     port_from_env(os.environ)
     notifier = notifier_from_env(os.environ, stdout=sys.stdout)
+    if notifier.mode == "slack-bot" and not os.environ.get("SLACK_CHANNEL"):
+        homeless = [r.name for r in config.rules.rules if r.channel is None]
+        if homeless:
+            raise ConfigError(
+                f"SLACK_CHANNEL is not set and rule(s) {', '.join(homeless)} name no channel: "
+                "set SLACK_CHANNEL (e.g. #ai-safety) or give each rule a 'channel:'"
+            )
     examples = sum(len(r.examples) for r in config.rules.rules)
     line = (
         f"ok: {len(config.feeds.feeds)} feeds, {len(config.rules.rules)} rules in "

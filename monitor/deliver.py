@@ -38,6 +38,7 @@ class DeliveryReport:
     failed: int = 0
     skipped: int = 0  # due, but not tried this cycle (token rejected, channel refused, …)
     errors: list[str] = field(default_factory=list)
+    error_kinds: list[str] = field(default_factory=list)  # one DeliveryError.kind per failure
 
 
 class _StopCycle(Exception):
@@ -102,6 +103,7 @@ class Deliverer:
                 )
             except DeliveryError as exc:
                 # Unsettled: it may be in the channel, so it must not be posted again yet.
+                report.error_kinds.append(exc.kind)
                 exc.maybe_sent = True
                 self._handle(alert, channel, exc, blocked, report)
                 return
@@ -122,6 +124,7 @@ class Deliverer:
                 )
             except DeliveryError as exc:
                 self._last_post[channel] = self._now()
+                report.error_kinds.append(exc.kind)
                 wait = exc.retry_after or 0.0
                 if (
                     exc.kind == "rate_limited"
@@ -136,6 +139,7 @@ class Deliverer:
                 self._handle(alert, channel, exc, blocked, report)
                 return
             except Exception as exc:  # a bug, not Slack: keep the alert for the operator
+                report.error_kinds.append("internal")
                 self._log.exception("alert %d: unexpected error while sending", alert.id)
                 self._store.mark_failed(alert.id, f"internal error: {type(exc).__name__}")
                 report.failed += 1

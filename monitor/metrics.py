@@ -144,6 +144,8 @@ class Metrics:
         self._delivered.inc(report.delivered)
         self._failed.inc(report.failed)
         self._retried.inc(report.retried)
+        for kind in report.error_kinds:
+            self.observe_slack_error(kind)
 
     def observe_slack_error(self, kind: str) -> None:
         """Count one Slack error by ``DeliveryError.kind`` (unknown kinds become "other")."""

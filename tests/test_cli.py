@@ -13,6 +13,7 @@ import pytest
 
 from monitor.cli import build_parser
 from tests.feedserver import FeedServer, rss
+from tests.slack_emulator import SlackEmulator
 from tests.support import write_rules_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -234,3 +235,20 @@ def test_feeds_shows_health_of_each_feed(tmp_path: Path, feed_server: FeedServer
     [blocked] = [line for line in lines if line.startswith("Blocked")]
     assert "never" not in good and "HTTP 403" in blocked and "never" in blocked
     assert lines[-1] == "2 feeds, 1 failing"
+
+
+def test_check_reports_delivery_mode_and_verifies_slack(slack: SlackEmulator) -> None:
+    env = {"SLACK_BOT_TOKEN": slack.token, "SLACK_API_URL": slack.api_url}
+    missing = monitor("check", env=env)
+    assert missing.returncode == 1 and "SLACK_CHANNEL is not set" in missing.stderr
+    env["SLACK_CHANNEL"] = "#alerts"
+    ok = monitor("check", "--slack", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "delivery: slack-bot" in ok.stdout
+    assert slack.messages == []  # verifying posts nothing
+    bad = monitor("check", "--slack", env={**env, "SLACK_BOT_TOKEN": "xoxb-wrong-token-000"})
+    assert bad.returncode == 1 and "invalid_auth" in bad.stderr
+    assert "xoxb-wrong-token-000" not in bad.stderr + bad.stdout
+    hook = monitor("check", "--slack", env={"SLACK_WEBHOOK_URL": slack.webhook_url})
+    assert hook.returncode == 0 and "delivery: slack-webhook" in hook.stdout
+    assert slack.webhook_url not in hook.stdout + hook.stderr

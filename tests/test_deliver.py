@@ -120,6 +120,7 @@ def test_short_429_burst_waits_in_cycle(slack: SlackEmulator, store: Store, cloc
     report = run(deliverer(store, bot(slack), clock))
     assert report.delivered == 3
     assert clock.sleeps.count(5.0) == 2
+    assert report.error_kinds == ["rate_limited", "rate_limited"]
     assert_once_each(slack, store, ids)
 
 
@@ -141,7 +142,8 @@ def test_5xx_burst(slack: SlackEmulator, store: Store, clock: Clock) -> None:
     slack.server_error(4, status=503)
     d = deliverer(store, bot(slack), clock)
     start = clock.t
-    assert run(d).retried == 3
+    first = run(d)
+    assert first.retried == 3 and first.error_kinds == ["server"] * 3
     alert = store.get_alert(ids[0])
     assert alert is not None and alert.next_attempt_at == start + timedelta(seconds=30)
     clock.advance(seconds=31)

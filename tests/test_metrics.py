@@ -234,3 +234,15 @@ def test_render_defaults_to_classic_text_and_negotiates_openmetrics() -> None:
     assert content_type.startswith("application/openmetrics-text")
     families = {f.name: f for f in openmetrics_families(body.decode())}  # type: ignore[no-untyped-call]
     assert families["monitor_polls"].type == "counter"
+
+
+def test_delivery_report_error_kinds_are_counted() -> None:
+    from monitor.deliver import DeliveryReport
+
+    metrics = Metrics()
+    metrics.observe_delivery(
+        DeliveryReport(retried=2, error_kinds=["rate_limited", "rate_limited", "server"])
+    )
+    text = metrics.render()[0].decode()
+    assert 'monitor_slack_errors_total{kind="rate_limited"} 2.0' in text
+    assert 'monitor_slack_errors_total{kind="server"} 1.0' in text

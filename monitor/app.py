@@ -17,6 +17,7 @@ from monitor.config import FEEDS_FILE, FeedsConfig, load_feeds
 from monitor.deliver import Deliverer, DeliveryReport
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, ConfigErrors
+from monitor.feedhealth import FeedHealthReporter, HealthPolicy
 from monitor.fetch import FetchLimits, make_client
 from monitor.models import Feed
 from monitor.notify import Notifier
@@ -138,9 +139,11 @@ async def run_cycle(
     settings: Settings,
     poll: PollSettings,
     deliverer: Deliverer | None,
+    feed_health: FeedHealthReporter | None = None,
     now: Callable[[], datetime] = utc_now,
 ) -> CycleReport:
-    """Poll every feed once, then deliver what is pending (unless ``deliverer`` is None)."""
+    """Poll every feed once, report feeds that broke or recovered, then deliver what is
+    pending. Dry runs pass neither ``deliverer`` nor ``feed_health``."""
     async with make_client(settings.limits, max_connections=settings.concurrency) as client:
         polls = await poll_all(
             feeds,
@@ -151,9 +154,11 @@ async def run_cycle(
             now=now,
             concurrency=settings.concurrency,
         )
-    for report in polls:
+    for feed, report in zip(feeds, polls, strict=True):
         if report.status == "skipped" and report.error:
             log.info("skipped %r: %s", report.feed, report.error, extra={"feed": report.feed})
+        elif feed_health is not None:
+            await feed_health.check(store.feed_state(feed), now())
     delivery = await deliverer.deliver_pending() if deliverer is not None else None
     return CycleReport(tuple(polls), delivery)
 
@@ -171,3 +176,13 @@ def env_path(value: Path | None, env_name: str, default: Path) -> Path:
         return value
     raw = os.environ.get(env_name)
     return Path(raw) if raw else default
+
+
+def make_feed_health(
+    store: Store, notifier: Notifier, env: Mapping[str, str]
+) -> FeedHealthReporter:
+    """The feed-health reporter: ``SLACK_OPS_CHANNEL`` when set (bot token), else the log."""
+    channel = (env.get("SLACK_OPS_CHANNEL") or "").strip() or None
+    return FeedHealthReporter(
+        store, HealthPolicy.from_env(env), notifier=notifier, ops_channel=channel
+    )

@@ -25,11 +25,13 @@ from monitor.app import (
     env_path,
     load_config,
     make_deliverer,
+    make_feed_health,
     run_cycle,
     utc_now,
 )
 from monitor.dedupe import Backfill
 from monitor.errors import ConfigError, ConfigErrors, DeliveryError, StoreError
+from monitor.feedhealth import HealthPolicy
 from monitor.health import port_from_env
 from monitor.models import AlertStatus
 from monitor.notify import notifier_from_env
@@ -197,6 +199,7 @@ def _check(rules_dir: Path, *, slack: bool) -> int:
     config = load_config(rules_dir, check_examples=True)
     Settings.from_env(os.environ)
     port_from_env(os.environ)
+    HealthPolicy.from_env(os.environ)
     notifier = notifier_from_env(os.environ, stdout=sys.stdout)
     if notifier.mode == "slack-bot" and not os.environ.get("SLACK_CHANNEL"):
         homeless = [r.name for r in config.rules.rules if r.channel is None]
@@ -232,9 +235,11 @@ def _once(rules_dir: Path, state_path: Path, args: argparse.Namespace) -> int:
     dry = bool(args.dry_run)
     store = Store.open_snapshot(state_path) if dry else Store.open(state_path)
     try:
-        deliverer = None
+        deliverer = feed_health = None
         if not dry:
-            deliverer = make_deliverer(store, notifier_from_env(os.environ, stdout=sys.stdout))
+            notifier = notifier_from_env(os.environ, stdout=sys.stdout)
+            deliverer = make_deliverer(store, notifier)
+            feed_health = make_feed_health(store, notifier, os.environ)
         report = asyncio.run(
             run_cycle(
                 config.feeds.feeds,
@@ -243,6 +248,7 @@ def _once(rules_dir: Path, state_path: Path, args: argparse.Namespace) -> int:
                 settings=settings,
                 poll=poll,
                 deliverer=deliverer,
+                feed_health=feed_health,
             )
         )
         if dry:

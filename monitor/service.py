@@ -27,9 +27,17 @@ from pathlib import Path
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor.app import Config, Settings, load_config, make_deliverer, utc_now
+from monitor.app import (
+    Config,
+    Settings,
+    load_config,
+    make_deliverer,
+    make_feed_health,
+    utc_now,
+)
 from monitor.deliver import Deliverer
 from monitor.errors import StoreError
+from monitor.feedhealth import FeedHealthReporter
 from monitor.fetch import make_client
 from monitor.health import HealthServer, HealthState, beat, host_from_env, port_from_env
 from monitor.metrics import Metrics
@@ -59,7 +67,9 @@ class Service:
         now: Callable[[], datetime] = utc_now,
         metrics: Metrics | None = None,
         health: HealthState | None = None,
+        feed_health: FeedHealthReporter | None = None,
     ) -> None:
+        self.feed_health = feed_health
         self.config = config
         self.mode = mode
         self.metrics = metrics or Metrics()
@@ -148,6 +158,8 @@ class Service:
                     now=self.now,
                 )
             self.health.set_database_writable(True)
+            if self.feed_health is not None and report.status != "skipped":
+                await self.feed_health.check(self.store.feed_state(feed), self.now())
             if report.alerts:
                 log.info("feed %r: %d new alert(s)", feed.name, len(report.alerts), extra=ids)
                 self._wake_delivery.set()
@@ -244,6 +256,7 @@ def run_service(rules_dir: Path, state_path: Path, *, env: Mapping[str, str]) ->
             mode=notifier.mode,
             metrics=metrics,
             health=health,
+            feed_health=make_feed_health(store, notifier, env),
         )
         service.grace = settings.shutdown_grace
         asyncio.run(_main(service))

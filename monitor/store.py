@@ -87,6 +87,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX alerts_status ON alerts(status, next_attempt_at);
     CREATE INDEX alerts_link ON alerts(link);
     """,
+    # 2: remember that a feed was reported down, so it is reported once and recovers once.
+    """
+    ALTER TABLE feeds ADD COLUMN down_since TEXT
+    """,
 )
 
 _UNDELIVERED = (AlertStatus.PENDING, AlertStatus.SENDING, AlertStatus.FAILED)
@@ -128,6 +132,7 @@ class FeedState:
     gone: bool = False
     body_hash: str | None = None
     entries_last_poll: int | None = None
+    down_since: datetime | None = None  # when the operators were told it is down
 
     @property
     def first_poll(self) -> bool:
@@ -255,9 +260,14 @@ class Store:
         """
         row = self._conn.execute("SELECT * FROM feeds WHERE name = ?", (feed.name,)).fetchone()
         if row is None or row["config_url"] != feed.url:
-            first = _opt_time(row["first_polled_at"]) if row is not None else None
+            if row is None:
+                return FeedState(name=feed.name, config_url=feed.url, url=feed.url)
             return FeedState(
-                name=feed.name, config_url=feed.url, url=feed.url, first_polled_at=first
+                name=feed.name,
+                config_url=feed.url,
+                url=feed.url,
+                first_polled_at=_opt_time(row["first_polled_at"]),
+                down_since=_opt_time(row["down_since"]),
             )
         return _feed_state_from_row(row)
 
@@ -475,8 +485,9 @@ def _upsert_feed(conn: sqlite3.Connection, s: FeedState) -> None:
     conn.execute(
         """INSERT INTO feeds (name, config_url, url, etag, last_modified, first_polled_at,
                last_polled_at, last_success_at, last_parsed_at, last_status, last_http_status,
-               last_error, consecutive_failures, next_poll_at, gone, body_hash, entries_last_poll)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               last_error, consecutive_failures, next_poll_at, gone, body_hash, entries_last_poll,
+               down_since)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (name) DO UPDATE SET
                config_url = excluded.config_url, url = excluded.url, etag = excluded.etag,
                last_modified = excluded.last_modified, first_polled_at = excluded.first_polled_at,
@@ -486,7 +497,8 @@ def _upsert_feed(conn: sqlite3.Connection, s: FeedState) -> None:
                last_error = excluded.last_error,
                consecutive_failures = excluded.consecutive_failures,
                next_poll_at = excluded.next_poll_at, gone = excluded.gone,
-               body_hash = excluded.body_hash, entries_last_poll = excluded.entries_last_poll""",
+               body_hash = excluded.body_hash, entries_last_poll = excluded.entries_last_poll,
+               down_since = excluded.down_since""",
         (
             s.name,
             s.config_url,
@@ -505,6 +517,7 @@ def _upsert_feed(conn: sqlite3.Connection, s: FeedState) -> None:
             int(s.gone),
             s.body_hash,
             s.entries_last_poll,
+            _db_opt(s.down_since),
         ),
     )
 
@@ -531,6 +544,7 @@ def _feed_state_from_row(row: sqlite3.Row) -> FeedState:
         gone=bool(row["gone"]),
         body_hash=row["body_hash"],
         entries_last_poll=row["entries_last_poll"],
+        down_since=_opt_time(row["down_since"]),
     )
 
 

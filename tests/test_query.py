@@ -10,7 +10,8 @@ from typing import ClassVar
 import pytest
 
 from monitor.errors import QuerySyntaxError
-from monitor.query import compile_query, validate_list_item
+from monitor.matcher import RuleMatcher
+from monitor.query import ClauseTrace, compile_query, validate_list_item
 from monitor.textmatch import Document, prepare_document
 
 BODIES = {"bodies": ["AI Safety Institute", "AISI", "AI Security Institute", "safety institut*"]}
@@ -523,3 +524,107 @@ class TestDocs:
         for line in lines:
             query = line.rsplit(": ", 1)[1].replace("⟨here⟩", "")
             assert str(error(query, self.LISTS)) == line
+
+
+class TestTrace:
+    """CompiledQuery.trace: every clause evaluated, agreeing with match()."""
+
+    def trace(self, query: str, title: str, lists: Lists | None = None) -> ClauseTrace:
+        return compile_query(query, lists).trace(doc(title))
+
+    def test_tree_mirrors_the_query_as_written(self) -> None:
+        got = self.trace('title:"AI Safety" AND (partner* OR MoU) -appoint*', "AI Safety partners")
+        assert (got.kind, got.fired, got.terms) == ("and", True, ("AI Safety", "partner*"))
+        phrase, group, exclusion = got.children
+        assert (phrase.text, phrase.kind, phrase.fired) == ('title:"AI Safety"', "phrase", True)
+        assert (group.text, group.kind) == ("(partner* OR MoU)", "or")
+        assert [(c.text, c.kind, c.fired) for c in group.children] == [
+            ("partner*", "prefix", True),
+            ("MoU", "term", False),
+        ]
+        assert (exclusion.text, exclusion.kind, exclusion.fired) == ("-appoint*", "not", True)
+        assert exclusion.children[0].fired is False
+
+    def test_no_short_circuit_after_a_failed_branch(self) -> None:
+        got = self.trace("memorandum AND safety AND partner*", "safety partnership")
+        assert not got.fired and got.terms == ()
+        assert [c.fired for c in got.children] == [False, True, True]
+        assert got.children[2].terms == ("partner*",)
+
+    def test_list_shows_its_items(self) -> None:
+        got = self.trace("@bodies", "AISI and the AI Safety Institutes", BODIES)
+        assert (got.text, got.kind, got.terms) == (
+            "@bodies",
+            "list",
+            ("AISI", "safety institut*"),
+        )
+        assert [(c.text, c.kind, c.fired) for c in got.children] == [
+            ("AI Safety Institute", "item", False),
+            ("AISI", "item", True),
+            ("AI Security Institute", "item", False),
+            ("safety institut*", "item", True),
+        ]
+
+    def test_near_sides_report_presence(self) -> None:
+        got = self.trace("AISI NEAR/1 (agreement OR MoU)", "AISI signs a new research agreement")
+        assert (got.kind, got.fired) == ("near", False)
+        left, right = got.children
+        assert (left.text, left.fired, right.text, right.fired) == (
+            "AISI",
+            True,
+            "(agreement OR MoU)",
+            True,
+        )
+        assert self.trace("AISI ONEAR/5 MoU", "MoU with AISI").kind == "onear"
+
+    def test_regex_and_single_item_list(self) -> None:
+        got = self.trace("/memorand(um|a)/ OR @one", "memoranda signed", {"one": ["accord"]})
+        assert [(c.kind, c.fired) for c in got.children] == [("regex", True), ("list", False)]
+        assert got.terms == ("/memorand(um|a)/",)
+
+
+class TestRuleMatcher:
+    """RuleMatcher gives exactly what each query's match() gives, just faster."""
+
+    QUERIES = (
+        "cooperation AND safety",
+        "partner* NEAR/3 @bodies",
+        "tag:gov AND /agree/",  # nothing to anchor on: always evaluated
+        '"AI Safety Institute" -appoint*',
+        "title:(MoU OR memorandum) AND NOT opinion",
+    )
+
+    def check(self, title: str, summary: str = "", tags: Sequence[str] = ()) -> list[int]:
+        queries = [compile_query(q, BODIES) for q in self.QUERIES]
+        matcher = RuleMatcher(queries)
+        document = doc(title, summary, tags=tags)
+        expected = [(i, t) for i, q in enumerate(queries) if (t := q.match(document)) is not None]
+        assert matcher.match(document) == expected
+        return [i for i, _ in expected]
+
+    def test_split_and_joined_words_are_candidates(self) -> None:
+        assert self.check("Co operation on AI safety") == [0]
+        assert self.check("Co-operation on AI safety") == [0]
+
+    def test_prefixes_lists_and_exclusions(self) -> None:
+        assert self.check("AISI partnership with the AI Safety Institute") == [1, 3]
+        assert self.check("AI Safety Institute appoints director") == []
+
+    def test_unanchored_query_runs_on_every_document(self) -> None:
+        matcher = RuleMatcher([compile_query(q, BODIES) for q in self.QUERIES])
+        assert matcher.unanchored == 1
+        assert self.check("Nothing to see", "they agreed", tags=["gov"]) == [2]
+
+    def test_field_limited_query(self) -> None:
+        assert self.check("MoU signed") == [4]
+        assert self.check("Signed", "an MoU") == []
+
+    def test_only_limits_the_queries(self) -> None:
+        matcher = RuleMatcher([compile_query(q, BODIES) for q in self.QUERIES])
+        document = doc("MoU on cooperation and safety")
+        assert [i for i, _ in matcher.match(document)] == [0, 4]
+        assert [i for i, _ in matcher.match(document, only={4})] == [4]
+
+    def test_documents_without_candidate_words_skip_every_anchored_query(self) -> None:
+        matcher = RuleMatcher([compile_query(q, BODIES) for q in self.QUERIES])
+        assert matcher.candidates(doc("Weather report for Tuesday")) == [2]

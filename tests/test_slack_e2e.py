@@ -1,4 +1,4 @@
-"""`monitor once` with a bot token against the Slack emulator: once, and only once, whatever happens.
+"""`monitor once` with a bot token against the Slack emulator: each alert once, whatever happens.
 
 These run the real command in a subprocess (so a crash is a real SIGKILL) against
 the loopback feed server and Slack emulator.

@@ -154,3 +154,23 @@ def test_time_round_trip_orders_as_text() -> None:
     assert from_db_time(to_db_time(b)) == b
     with pytest.raises(ValueError, match="naive"):
         to_db_time(datetime(2026, 1, 1))
+
+
+def test_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    for statement in MIGRATIONS[0].split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("INSERT INTO meta (key, value) VALUES ('instance_id', 'abc')")
+    conn.execute(
+        "INSERT INTO feeds (name, config_url, url) VALUES ('A', 'https://a/', 'https://a/')"
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    store = Store.open(path)
+    assert store.schema_version == len(MIGRATIONS) == 2
+    [state] = store.feed_states()
+    assert state.name == "A" and state.down_since is None and store.instance_id == "abc"
+    store.close()

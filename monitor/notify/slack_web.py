@@ -26,7 +26,7 @@ from slack_sdk.errors import SlackApiError
 
 from monitor.errors import DeliveryError
 from monitor.models import Alert
-from monitor.notify.blocks import build_message
+from monitor.notify.blocks import build_message, escape_mrkdwn
 
 EVENT_TYPE = "ai_safety_partnership_alert"
 LOOKUP_MARGIN = timedelta(minutes=5)  # Slack's clock vs ours
@@ -291,6 +291,21 @@ class SlackBotNotifier:
             retryable=False,
             code="lookup_inconclusive",
         )
+
+    def post_text(self, channel: str, text: str) -> str | None:
+        """Post a short plain message (operator notices); feed text in it is escaped."""
+        data = self._call(
+            "notice",
+            "chat.postMessage",
+            json={
+                "channel": channel,
+                "text": escape_mrkdwn(text),
+                "unfurl_links": False,
+                "unfurl_media": False,
+                "link_names": False,
+            },
+        )
+        return str(data["ts"]) if data.get("ts") is not None else None
 
     def verify(self) -> str:
         """``auth.test``: one line saying who we are. Raises :class:`DeliveryError`."""

@@ -23,6 +23,9 @@ WORKDIR /app
 COPY rules ./rules
 USER 10001:10001
 VOLUME ["/app/state"]
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["monitor", "healthcheck"]
 # The monitor handles SIGTERM itself (it is PID 1 here): in-flight polls finish
 # or are abandoned safely and the database is closed.
 STOPSIGNAL SIGTERM

@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+import httpx
+
 from monitor import __version__, logs
 from monitor.app import (
     DEFAULT_RULES,
@@ -29,10 +31,14 @@ from monitor.app import (
     run_cycle,
     utc_now,
 )
+from monitor.backtest import backtest, render_backtest, stored_entries
 from monitor.dedupe import Backfill
+from monitor.durations import parse_duration
 from monitor.errors import ConfigError, ConfigErrors, DeliveryError, StoreError
+from monitor.explain import explain, render_explanation, stored_entry_by_link
 from monitor.feedhealth import HealthPolicy
 from monitor.health import port_from_env
+from monitor.links import canonical_link
 from monitor.models import AlertStatus
 from monitor.notify import notifier_from_env
 from monitor.pipeline import PollSettings
@@ -133,6 +139,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(feeds)
 
+    explain = sub.add_parser(
+        "explain",
+        help="show, rule by rule, why a text or a stored entry matches or not",
+        description="Show, for every rule, whether it matches and which clauses and terms "
+        "fired: for a text (--text, with optional --summary) or an entry already in the "
+        "state database (--link).",
+    )
+    _common(explain)
+    what = explain.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text", help="a title to test")
+    what.add_argument("--link", help="the link of an entry the monitor has seen")
+    explain.add_argument("--summary", default="", help="summary text to test with --text")
+    explain.add_argument("--source", default="", help="source (feed) name to test with --text")
+
+    backtest = sub.add_parser(
+        "backtest",
+        help="replay stored entries through edited rules: what would alert, added, removed",
+        description="Replay entries from the state database through the rules in --rules "
+        "and compare with the live rules (--live, default $MONITOR_RULES_DIR or rules/): "
+        "what would have alerted, and what an edit adds or removes.",
+    )
+    _common(backtest)
+    backtest.add_argument(
+        "--since", default="30d", metavar="DURATION", help="how far back to replay (default 30d)"
+    )
+    backtest.add_argument(
+        "--live",
+        type=Path,
+        metavar="DIR",
+        help="the rules in force (default $MONITOR_RULES_DIR or rules/)",
+    )
+
+    probe = sub.add_parser(
+        "healthcheck",
+        help="ask a running `monitor run` on this host whether it is healthy (for HEALTHCHECK)",
+        description="Request /healthz from the `monitor run` on 127.0.0.1:$MONITOR_HTTP_PORT "
+        "(default 8080); exit 0 when it answers 200, 1 otherwise.",
+    )
+    probe.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+
     demo = sub.add_parser(
         "demo",
         help="run the shipped rules over bundled sample feeds, offline",
@@ -154,9 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
     default_level = "WARNING" if args.command == "demo" else None
-    logs.configure(os.environ, level=args.log_level or default_level)
-    rules_dir = env_path(args.rules, "MONITOR_RULES_DIR", DEFAULT_RULES)
+    logs.configure(os.environ, level=getattr(args, "log_level", None) or default_level)
+    rules_dir = env_path(getattr(args, "rules", None), "MONITOR_RULES_DIR", DEFAULT_RULES)
     try:
+        if args.command == "healthcheck":
+            return _healthcheck(timeout=args.timeout)
         if args.command == "check":
             return _check(rules_dir, slack=args.slack)
         if args.command == "demo":
@@ -166,6 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = env_path(args.state, "MONITOR_STATE", DEFAULT_STATE)
         if args.command == "once":
             return _once(rules_dir, state, args)
+        if args.command == "explain":
+            return _explain(rules_dir, state, args, stdout=sys.stdout)
+        if args.command == "backtest":
+            live = env_path(args.live, "MONITOR_RULES_DIR", DEFAULT_RULES)
+            return _backtest(rules_dir, live, state, since=args.since, stdout=sys.stdout)
         if args.command == "feeds":
             return _feeds(rules_dir, state, stdout=sys.stdout)
         if args.command == "outbox":
@@ -187,6 +240,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"delivery error: {exc}", file=sys.stderr)
         return 1
     return 2
+
+
+def _healthcheck(*, timeout: float) -> int:
+    port = port_from_env(os.environ)
+    if port is None:
+        print("MONITOR_HTTP_PORT=0: the health endpoint is disabled", file=sys.stderr)
+        return 1
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=timeout)
+    except httpx.HTTPError as exc:
+        print(f"unhealthy: no answer on port {port} ({type(exc).__name__})", file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        print(f"unhealthy: {response.status_code} {response.text[:300]}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _print_config_errors(exc: ConfigErrors) -> None:
@@ -281,6 +350,58 @@ def outcome_json(outcome: Outcome) -> dict[str, object]:
     if outcome.duplicate_of is not None:
         data["duplicate_of"] = outcome.duplicate_of
     return data
+
+
+def _explain(rules_dir: Path, state_path: Path, args: argparse.Namespace, *, stdout: TextIO) -> int:
+    config = load_config(rules_dir)
+    feed_tags = {f.name: f.tags for f in config.feeds.feeds}
+    if args.link:
+        link = canonical_link(args.link) or args.link
+        store = Store.open_snapshot(state_path)
+        try:
+            found = stored_entry_by_link(store.connection, link)
+        finally:
+            store.close()
+        if found is None:
+            print(f"no stored entry has the link {link}", file=sys.stderr)
+            return 1
+        title, summary, source = found.title, found.summary, found.source
+        link = found.link
+    else:
+        title, summary, source, link = args.text, args.summary, args.source, None
+    explanations = explain(
+        config.rules,
+        title=title,
+        summary=summary,
+        source=source,
+        tags=feed_tags.get(source, ()),
+        link=link,
+    )
+    print(render_explanation(explanations), file=stdout)
+    return 0
+
+
+def _backtest(
+    rules_dir: Path, live_dir: Path, state_path: Path, *, since: str, stdout: TextIO
+) -> int:
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise ConfigError(f"--since: {exc}") from exc
+    candidate = load_config(rules_dir, check_examples=True)
+    live = load_config(live_dir)
+    feed_tags = {f.name: f.tags for f in live.feeds.feeds}
+    if not state_path.exists():
+        print(f"no state database at {state_path}: nothing to replay yet", file=sys.stderr)
+        return 1
+    store = Store.open_snapshot(state_path)
+    try:
+        entries = list(stored_entries(store.connection, utc_now() - window, feed_tags))
+    finally:
+        store.close()
+    result = backtest(entries, candidate.rules, live.rules)
+    print(render_backtest(result), file=stdout)
+    return 0
 
 
 def _feeds(rules_dir: Path, state_path: Path, *, stdout: TextIO) -> int:

@@ -57,6 +57,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str, ensure_ascii=False)
 
 
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """Every secret the environment carries, directly or through a ``*_FILE`` variable."""
+    values = []
+    for name in SECRET_VARIABLES:
+        if env.get(name):
+            values.append(env[name].strip())
+        path = env.get(f"{name}_FILE")
+        if path:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    values.append(handle.read().strip())
+            except OSError:
+                pass  # the notifier reports an unreadable secret file, naming the variable
+    return [v for v in values if v]
+
+
 def configure(
     env: Mapping[str, str], *, level: str | None = None, stream: TextIO | None = None
 ) -> None:
@@ -68,8 +84,7 @@ def configure(
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
         )
-    secrets = [env[name] for name in SECRET_VARIABLES if env.get(name)]
-    handler.addFilter(RedactSecrets(secrets))
+    handler.addFilter(RedactSecrets(secret_values(env)))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

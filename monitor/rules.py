@@ -27,6 +27,7 @@ from typing import Any
 
 from monitor.config import FEEDS_FILE, line_of, load_yaml, unknown_keys
 from monitor.errors import ConfigError, ConfigErrors, QuerySyntaxError
+from monitor.matcher import RuleMatcher
 from monitor.models import Entry, RuleMatch
 from monitor.query import CompiledQuery, compile_query, validate_list_item
 from monitor.textmatch import prepare_document
@@ -63,33 +64,49 @@ class Rule:
         return not self.tags or bool(set(self.tags) & set(source_tags))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RuleSet:
-    """Every enabled rule, in file then file order, and the shared term lists."""
+    """Every enabled rule, in file then file order, and the shared term lists.
+
+    Matching goes through one :class:`RuleMatcher` for all rules, so the cost
+    per entry grows far slower than the number of rules.
+    """
 
     rules: tuple[Rule, ...]
     lists: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     files: tuple[Path, ...] = ()
+    _matcher: RuleMatcher = field(init=False, repr=False, compare=False)
+    _applicable: dict[frozenset[str], frozenset[int]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_matcher", RuleMatcher([r.query for r in self.rules]))
+
+    def _rules_for(self, tags: frozenset[str]) -> frozenset[int]:
+        # Cached per distinct tag set: there are few, and 1,000 rules x every entry adds up.
+        found = self._applicable.get(tags)
+        if found is None:
+            found = frozenset(i for i, r in enumerate(self.rules) if r.applies_to(tags))
+            self._applicable[tags] = found
+        return found
 
     def match(self, entry: Entry) -> list[RuleMatch]:
-        """The rules ``entry`` matches, with the terms that fired."""
-        doc = None
-        matches: list[RuleMatch] = []
-        for rule in self.rules:
-            if not rule.applies_to(entry.tags):
-                continue
-            if doc is None:
-                doc = prepare_document(
-                    entry.title,
-                    entry.summary,
-                    source=entry.source,
-                    tags=(*entry.tags, *entry.categories),
-                    link=entry.link,
-                )
-            terms = rule.query.match(doc)
-            if terms is not None:
-                matches.append(RuleMatch(rule.name, terms, rule.channel))
-        return matches
+        """The rules ``entry`` matches, with the terms that fired, in rule order."""
+        only = self._rules_for(frozenset(entry.tags))
+        if not only:
+            return []
+        doc = prepare_document(
+            entry.title,
+            entry.summary,
+            source=entry.source,
+            tags=(*entry.tags, *entry.categories),
+            link=entry.link,
+        )
+        return [
+            RuleMatch(self.rules[i].name, terms, self.rules[i].channel)
+            for i, terms in self._matcher.match(doc, only)
+        ]
 
     def check_examples(self) -> list[ConfigError]:
         """Every example that does not behave as its rule says, as errors."""

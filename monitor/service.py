@@ -171,6 +171,10 @@ class Service:
             self.health.set_database_writable(False, str(exc))
             log.error("poll of %r could not be recorded: %s", feed.name, exc, extra=ids)
             report = PollReport(feed.name, "error", error=str(exc))
+        except asyncio.CancelledError:
+            # Only shutdown cancels a poll; its transaction never began or rolled back.
+            log.warning("poll of %r abandoned at shutdown", feed.name, extra=ids)
+            return
         except Exception as exc:
             log.exception("poll of %r failed unexpectedly", feed.name, extra=ids)
             report = PollReport(feed.name, "error", error=f"internal error: {exc}")
@@ -213,7 +217,8 @@ class Service:
         )
         self.health.set_scheduler_running(False)
         if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+            # Pause first: shutting the scheduler down cancels running jobs at once.
+            self.scheduler.pause()
         self._wake_delivery.set()  # let the delivery loop see the stop and finish its cycle
         waiting: set[asyncio.Task[object]] = {*self._in_flight, delivery}
         _, pending = await asyncio.wait(waiting, timeout=self.grace)
@@ -222,6 +227,8 @@ class Service:
         if pending:
             await asyncio.wait(pending, timeout=5)
             log.warning("abandoned %d task(s) still running after the grace period", len(pending))
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
         if self._client is not None:
             await self._client.aclose()
         log.info("stopped")

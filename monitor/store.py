@@ -338,6 +338,11 @@ class Store:
                 outcomes.extend(_queue_candidate(conn, cand, now, since))
         return outcomes
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The raw connection, for read-only reports (explain, backtest)."""
+        return self._conn
+
     def prune(self, now: datetime, retention: timedelta) -> int:
         """Forget seen entries absent from their feed for ``retention``; returns rows removed.
 

@@ -17,7 +17,7 @@ from tests.slack_emulator import SlackEmulator
 from tests.support import write_rules_dir
 
 REPO = Path(__file__).resolve().parent.parent
-COMMANDS = ["run", "once", "check", "outbox", "feeds", "demo"]
+COMMANDS = ["run", "once", "check", "outbox", "feeds", "explain", "backtest", "healthcheck", "demo"]
 
 
 def monitor(
@@ -252,3 +252,71 @@ def test_check_reports_delivery_mode_and_verifies_slack(slack: SlackEmulator) ->
     hook = monitor("check", "--slack", env={"SLACK_WEBHOOK_URL": slack.webhook_url})
     assert hook.returncode == 0 and "delivery: slack-webhook" in hook.stdout
     assert slack.webhook_url not in hook.stdout + hook.stderr
+
+
+def test_explain_text_shows_each_rule_and_the_terms_that_fired(rules_dir: Path) -> None:
+    result = monitor(
+        "explain",
+        "--rules",
+        str(rules_dir),
+        "--text",
+        "UK and Japan AI Safety Institutes sign memorandum",
+    )
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("✓ partnerships: matches") and "memorandum" in first
+    miss = monitor("explain", "--rules", str(rules_dir), "--text", "Weather office opens")
+    assert miss.stdout.splitlines()[0].startswith("✗ partnerships")
+
+
+def test_explain_link_of_a_stored_entry(rules_dir: Path, tmp_path: Path) -> None:
+    state = tmp_path / "m.db"
+    assert monitor("once", "--rules", str(rules_dir), "--state", str(state)).returncode == 0
+    result = monitor(
+        "explain",
+        "--rules",
+        str(rules_dir),
+        "--state",
+        str(state),
+        "--link",
+        "https://gov.example/uk-japan?utm_source=rss",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("✓ partnerships")
+    missing = monitor(
+        "explain",
+        "--rules",
+        str(rules_dir),
+        "--state",
+        str(state),
+        "--link",
+        "https://gov.example/nothing",
+    )
+    assert missing.returncode == 1 and "no stored entry" in missing.stderr
+
+
+def test_backtest_shows_what_an_edit_adds_and_removes(rules_dir: Path, tmp_path: Path) -> None:
+    state = tmp_path / "m.db"
+    assert monitor("once", "--rules", str(rules_dir), "--state", str(state)).returncode == 0
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    (edited / "feeds.yaml").write_text((rules_dir / "feeds.yaml").read_text())
+    (edited / "rules.yaml").write_text("rules:\n  - name: weather\n    query: weather\n")
+    result = monitor(
+        "backtest",
+        "--since",
+        "30d",
+        "--rules",
+        str(edited),
+        "--live",
+        str(rules_dir),
+        "--state",
+        str(state),
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("2 stored entries checked")
+    added = out.split("+ added")[1].split("- removed")[0]
+    removed = out.split("- removed")[1]
+    assert "Weather office opens new building" in added
+    assert "UK and Japan AI Safety Institutes" in removed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from monitor import __version__, logs
 from monitor.app import (
     DEFAULT_RULES,
     DEFAULT_STATE,
+    Config,
     Settings,
     env_path,
     load_config,
@@ -39,6 +41,7 @@ from monitor.explain import explain, render_explanation, stored_entry_by_link
 from monitor.feedhealth import HealthPolicy
 from monitor.health import port_from_env
 from monitor.links import canonical_link
+from monitor.lock import state_lock
 from monitor.models import AlertStatus
 from monitor.notify import notifier_from_env
 from monitor.pipeline import PollSettings
@@ -302,6 +305,15 @@ def _once(rules_dir: Path, state_path: Path, args: argparse.Namespace) -> int:
         limits=settings.limits, backfill=backfill, retention=settings.retention, force=args.force
     )
     dry = bool(args.dry_run)
+    if dry:
+        return _once_in(config, state_path, settings, poll, dry=True)
+    with state_lock(state_path):
+        return _once_in(config, state_path, settings, poll, dry=False)
+
+
+def _once_in(
+    config: Config, state_path: Path, settings: Settings, poll: PollSettings, *, dry: bool
+) -> int:
     store = Store.open_snapshot(state_path) if dry else Store.open(state_path)
     try:
         deliverer = feed_health = None
@@ -447,6 +459,11 @@ def _outbox(state_path: Path, *, retry: bool, stdout: TextIO) -> int:
     if not state_path.exists():
         print(f"no state database at {state_path}; nothing has been queued yet", file=stdout)
         return 0
+    with state_lock(state_path) if retry else contextlib.nullcontext():
+        return _outbox_in(state_path, retry=retry, stdout=stdout)
+
+
+def _outbox_in(state_path: Path, *, retry: bool, stdout: TextIO) -> int:
     store = Store.open(state_path)
     try:
         if retry:

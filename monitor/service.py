@@ -40,9 +40,10 @@ from monitor.errors import StoreError
 from monitor.feedhealth import FeedHealthReporter
 from monitor.fetch import make_client
 from monitor.health import HealthServer, HealthState, beat, host_from_env, port_from_env
+from monitor.lock import state_lock
 from monitor.metrics import Metrics
 from monitor.models import AlertStatus, Feed
-from monitor.notify import notifier_from_env
+from monitor.notify import Notifier, notifier_from_env
 from monitor.pipeline import PollReport, PollSettings, poll_feed
 from monitor.store import Store
 
@@ -240,6 +241,20 @@ def run_service(rules_dir: Path, state_path: Path, *, env: Mapping[str, str]) ->
     config = load_config(rules_dir)
     settings = Settings.from_env(env)
     notifier = notifier_from_env(env, stdout=sys.stdout)
+    with state_lock(state_path):
+        return _serve(config, settings, notifier, state_path, env, port=port, host=host)
+
+
+def _serve(
+    config: Config,
+    settings: Settings,
+    notifier: Notifier,
+    state_path: Path,
+    env: Mapping[str, str],
+    *,
+    port: int | None,
+    host: str,
+) -> int:
     metrics, health = Metrics(), HealthState()
     health.set_config_loaded(True)
     metrics.set_rules_loaded(len(config.rules.rules))

@@ -222,3 +222,56 @@ def test_sigterm_during_a_poll_exits_within_the_grace_period(
     assert took < 10  # grace 2 s, plus interpreter shutdown; not a tight timing bound
     with sqlite3.connect(state) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_second_instance_on_the_same_state_refuses_to_start(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    feed_server.set("/a.xml", rss([{"title": "Old news", "guid": "1"}]))
+    rules_dir = write_rules_dir(
+        tmp_path, [{"name": "A", "url": feed_server.url("/a.xml"), "interval": "10m"}]
+    )
+    state = tmp_path / "m.db"
+    first = start(rules_dir, state)
+    try:
+        wait_for(lambda: len(feed_rows(state)) == 1)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MONITOR_"))}
+        env["PYTHONPATH"] = str(REPO)
+        for args in (["run"], ["once"], ["outbox", "--retry"]):
+            where = ["--state", str(state)]
+            if args[0] != "outbox":
+                where += ["--rules", str(rules_dir)]
+            second = subprocess.run(
+                [sys.executable, "-m", "monitor", *args, *where],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert second.returncode == 1, (args, second.stderr)
+            assert f"another monitor (pid {first.pid})" in second.stderr
+        # Read-only commands still work while the service runs.
+        listing = subprocess.run(
+            [sys.executable, "-m", "monitor", "outbox", "--state", str(state)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert listing.returncode == 0, listing.stderr
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+    finally:
+        first.kill()
+    # Once the first has stopped, the lock is free again.
+    again = subprocess.run(
+        [sys.executable, "-m", "monitor", "once", "--rules", str(rules_dir), "--state", str(state)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr

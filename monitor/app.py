@@ -44,6 +44,7 @@ class Settings:
     retention: timedelta = timedelta(days=90)
     limits: FetchLimits = field(default_factory=FetchLimits)
     shutdown_grace: float = 10.0
+    reload_every: float = 5.0  # seconds between looks at rules/ in `monitor run`; 0: never
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -67,6 +68,9 @@ class Settings:
         max_bytes = get("MONITOR_MAX_FEED_BYTES", int, 10 * 1024 * 1024)
         deadline = get("MONITOR_FETCH_DEADLINE", float, 30.0)
         grace = float(str(get("MONITOR_SHUTDOWN_GRACE", float, 10.0)))
+        reload_every = float(str(get("MONITOR_RELOAD_INTERVAL", float, 5.0)))
+        if reload_every < 0:
+            raise ConfigError("MONITOR_RELOAD_INTERVAL must be 0 (off) or a number of seconds")
         if not 0 <= grace <= 600:
             raise ConfigError("MONITOR_SHUTDOWN_GRACE must be between 0 and 600 seconds")
         assert isinstance(retention, timedelta)
@@ -75,7 +79,11 @@ class Settings:
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         return cls(
-            concurrency=concurrency, retention=retention, limits=limits, shutdown_grace=grace
+            concurrency=concurrency,
+            retention=retention,
+            limits=limits,
+            shutdown_grace=grace,
+            reload_every=reload_every,
         )
 
 

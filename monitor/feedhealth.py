@@ -120,9 +120,16 @@ class FeedHealthReporter:
         self._store.save_feed_state(replace(state, down_since=down_since))
         level = logging.WARNING if notice.kind == "down" else logging.INFO
         log.log(level, "%s", notice.text, extra={"feed": notice.feed, "notice": notice.kind})
-        if self._slack is not None and self._channel:
-            try:
-                await asyncio.to_thread(self._slack.post_text, self._channel, notice.text)
-            except DeliveryError as exc:
-                log.warning("could not post the feed notice to %s: %s", self._channel, exc)
+        await self.post_ops(notice.text)
         return notice
+
+    async def post_ops(self, text: str) -> bool:
+        """Post ``text`` to the operations channel when one is configured (best effort)."""
+        if self._slack is None or not self._channel:
+            return False
+        try:
+            await asyncio.to_thread(self._slack.post_text, self._channel, text)
+        except DeliveryError as exc:
+            log.warning("could not post to the operations channel %s: %s", self._channel, exc)
+            return False
+        return True

@@ -14,16 +14,52 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
+
+FeedKind = Literal["rss", "html", "sitemap"]
+DateOrder = Literal["dmy", "mdy", "ymd"]
+
+
+@dataclass(frozen=True, slots=True)
+class HtmlSelectors:
+    """CSS selectors that turn an HTML news listing into entries (``type: html``).
+
+    ``item`` selects each repeating news item on the page; the other fields
+    are relative to one item. A field is ``"css"`` (the element's text) or
+    ``"css@attr"`` (an attribute, e.g. ``"h3 a@href"``, ``"time@datetime"``);
+    ``"@attr"`` reads the item element itself. ``link`` defaults to the first
+    ``a@href`` in the item, ``title`` to that link's text.
+    """
+
+    item: str
+    title: str | None = None
+    link: str | None = None
+    date: str | None = None
+    summary: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Feed:
-    """One source from ``rules/feeds.yaml``."""
+    """One source from ``rules/feeds.yaml``.
+
+    ``kind`` is the ``type:`` key: ``rss`` (RSS, Atom or JSON Feed, detected
+    from the body), ``html`` (a news listing read with ``select``) or
+    ``sitemap`` (an XML sitemap; ``match`` filters its URLs and at most
+    ``max_pages`` new pages are fetched per poll for their title and summary).
+    ``timezone`` (IANA name) applies to page dates that carry none;
+    ``date_order`` settles numeric dates such as 03/04/2026.
+    """
 
     name: str
     url: str
     tags: tuple[str, ...] = ()
     interval: timedelta = timedelta(minutes=15)
+    kind: FeedKind = "rss"
+    select: HtmlSelectors | None = None
+    match: str | None = None
+    max_pages: int = 10
+    timezone: str | None = None
+    date_order: DateOrder = "dmy"
 
 
 class FetchStatus(enum.Enum):

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from monitor.backoff import next_poll_after
+from monitor.backoff import RETRY_AFTER_CAP, next_poll_after
 from monitor.dedupe import Backfill, candidates, eligible, new_entries
 from monitor.errors import FeedParseError
 from monitor.fetch import FetchLimits, fetch
@@ -86,7 +86,7 @@ async def poll_feed(
             "skipped",
             error="feed is gone (HTTP 410); change its url in feeds.yaml or remove it",
         )
-    if state.next_poll_at is not None and started < state.next_poll_at and not settings.force:
+    if _backing_off(state, feed, settings, started):
         return PollReport(
             feed.name,
             "skipped",
@@ -174,6 +174,26 @@ async def poll_feed(
         outcomes=tuple(outcomes),
         elapsed=result.elapsed,
     )
+
+
+def _backing_off(state: FeedState, feed: Feed, settings: PollSettings, now: datetime) -> bool:
+    """True while the feed waits out its backoff.
+
+    A wait longer than any backoff we could have set means the clock jumped
+    backwards since: poll now rather than sit silent for that long.
+    """
+    if settings.force or state.next_poll_at is None or now >= state.next_poll_at:
+        return False
+    longest = max(RETRY_AFTER_CAP, settings.backoff_cap) + feed.interval
+    if state.next_poll_at - now > longest:
+        log.warning(
+            "feed %r was due at %s, impossibly far ahead: the clock moved backwards; polling",
+            feed.name,
+            f"{state.next_poll_at:%Y-%m-%d %H:%M} UTC",
+            extra={"feed": feed.name},
+        )
+        return False
+    return True
 
 
 def _succeeded(state: FeedState, when: datetime, status: str) -> FeedState:

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.app import (
@@ -45,6 +46,7 @@ from monitor.metrics import Metrics
 from monitor.models import AlertStatus, Feed
 from monitor.notify import Notifier, notifier_from_env
 from monitor.pipeline import PollReport, PollSettings, poll_feed
+from monitor.reload import diff_feeds, fingerprint, try_reload
 from monitor.store import Store
 
 log = logging.getLogger("monitor.service")
@@ -69,8 +71,12 @@ class Service:
         metrics: Metrics | None = None,
         health: HealthState | None = None,
         feed_health: FeedHealthReporter | None = None,
+        rules_dir: Path | None = None,
+        reload_every: float = 5.0,
     ) -> None:
         self.feed_health = feed_health
+        self.rules_dir = rules_dir
+        self.reload_every = reload_every
         self.config = config
         self.mode = mode
         self.metrics = metrics or Metrics()
@@ -117,11 +123,65 @@ class Service:
         )
         heartbeat = asyncio.create_task(beat(self.health), name="heartbeat")
         delivery = asyncio.create_task(self._delivery_loop(), name="delivery")
+        watcher = asyncio.create_task(self._watch_config(), name="reload")
         try:
             await self._stop.wait()
         finally:
             heartbeat.cancel()
+            watcher.cancel()
             await self._shutdown(delivery)
+
+    async def _watch_config(self) -> None:
+        """Reload feeds and rules when files under the rules directory change."""
+        if self.rules_dir is None or self.reload_every <= 0:
+            return
+        seen = fingerprint(self.rules_dir)
+        while True:
+            await asyncio.sleep(self.reload_every)
+            current = fingerprint(self.rules_dir)
+            if current == seen:
+                continue
+            seen = current
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("config reload failed unexpectedly; the last good config stays")
+
+    async def reload(self) -> bool:
+        """Validate the config on disk and swap it in; keep the old one if it is invalid."""
+        assert self.rules_dir is not None
+        config, problems = await asyncio.to_thread(try_reload, self.rules_dir)
+        if config is None:
+            text = (
+                f"config reload refused, the last good config stays in force "
+                f"({len(problems)} problem(s)): " + "; ".join(problems)
+            )
+            log.error("%s", text)
+            self.health.set_config_loaded(True, "last reload refused: " + problems[0][:200])
+            if self.feed_health is not None:
+                await self.feed_health.post_ops(text)
+            return False
+        changes = diff_feeds(self.config.feeds.feeds, config.feeds.feeds)
+        # Polls already running keep the rules they started with; new ones see the new set.
+        self.config = config
+        if self.scheduler is not None:
+            for feed in (*changes.removed, *changes.changed):
+                with contextlib.suppress(JobLookupError):
+                    self.scheduler.remove_job(f"feed:{feed.name}")
+            for index, feed in enumerate((*changes.added, *changes.changed)):
+                self._schedule(feed, index)
+        self.metrics.set_rules_loaded(len(config.rules.rules))
+        self.metrics.set_feeds_configured(len(config.feeds.feeds))
+        self.health.set_config_loaded(True)
+        log.info(
+            "config reloaded: %d feeds (%d added, %d removed, %d changed), %d rules",
+            len(config.feeds.feeds),
+            len(changes.added),
+            len(changes.removed),
+            len(changes.changed),
+            len(config.rules.rules),
+        )
+        return True
 
     def _schedule(self, feed: Feed, index: int) -> None:
         assert self.scheduler is not None
@@ -242,13 +302,14 @@ def run_service(rules_dir: Path, state_path: Path, *, env: Mapping[str, str]) ->
     settings = Settings.from_env(env)
     notifier = notifier_from_env(env, stdout=sys.stdout)
     with state_lock(state_path):
-        return _serve(config, settings, notifier, state_path, env, port=port, host=host)
+        return _serve(config, settings, notifier, rules_dir, state_path, env, port=port, host=host)
 
 
 def _serve(
     config: Config,
     settings: Settings,
     notifier: Notifier,
+    rules_dir: Path,
     state_path: Path,
     env: Mapping[str, str],
     *,
@@ -279,6 +340,8 @@ def _serve(
             metrics=metrics,
             health=health,
             feed_health=make_feed_health(store, notifier, env),
+            rules_dir=rules_dir,
+            reload_every=settings.reload_every,
         )
         service.grace = settings.shutdown_grace
         asyncio.run(_main(service))

@@ -403,3 +403,18 @@ def test_poll_feed_never_raises_for_unreachable_host(store: Store, rules: RuleSe
 
     report = asyncio.run(go())
     assert report.status == "error" and report.error
+
+
+def test_clock_jumping_backwards_does_not_silence_a_backing_off_feed(
+    feed_server: FeedServer, store: Store, rules: RuleSet
+) -> None:
+    feed_server.set("/a.xml", "down", status=500, content_type="text/plain")
+    feed = Feed("A", feed_server.url("/a.xml"))
+    clock = Clock()
+    poll([feed], store, rules, clock)
+    assert store.feed_state(feed).next_poll_at is not None
+    feed_server.set("/a.xml", rss([item(1, OTHER)]))
+    clock.advance(minutes=1)  # still backing off: skipped
+    assert poll([feed], store, rules, clock)[0].status == "skipped"
+    clock.now = T0 - timedelta(days=3)  # the clock jumps back three days
+    assert poll([feed], store, rules, clock)[0].status == "ok"

@@ -36,6 +36,7 @@ import asyncio
 import email.utils
 import gzip
 import json
+import math
 import os
 import random
 import signal
@@ -87,6 +88,12 @@ _MATCHING_TITLES = (
 )
 
 
+def _takes(n: int, share: float) -> bool:
+    """True for the ``n``-th of a run when ``share`` of the run is taken, spread evenly
+    (the first one always is, for any share above 0)."""
+    return math.ceil((n + 1) * share) > math.ceil(n * share)
+
+
 def _summary_pool(size: int, target_bytes: int, seed: int = 7) -> list[str]:
     """``size`` XML-escaped HTML summaries of about ``target_bytes`` each (escaped form)."""
     rng = random.Random(seed)
@@ -115,7 +122,7 @@ class FeedFarm:
 
     feeds: int
     items: int = 30
-    summary_bytes: int = 1200
+    summary_bytes: int = 1000
     gzip: bool = False
     backlog_match_every: int = 15  # one backlog title in this many matches the rules
     started: float = field(default_factory=time.time)
@@ -194,7 +201,7 @@ class FeedFarm:
         count = self.feeds - first if count is None else count
         if first < 0 or count < 0 or first + count > self.feeds:
             raise ValueError(f"feeds {first}..{first + count - 1} are not all in the farm")
-        return [first + i for i in range(count) if int((i + 1) * fraction) > int(i * fraction)]
+        return [first + i for i in range(count) if _takes(i, fraction)]
 
     def bump(self, feeds: Sequence[int], matching: float = 0.3) -> list[str]:
         """Add one new item to each of ``feeds``; returns the new items' titles.
@@ -207,7 +214,7 @@ class FeedFarm:
             self.versions[feed] += 1
             k = self.versions[feed] + self.items - 1
             self._bumped_at[(feed, k)] = now
-            if int((n + 1) * matching) > int(n * matching):
+            if _takes(n, matching):
                 self._matching.add((feed, k))
             titles.append(self._title(feed, k))
         return titles
@@ -520,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--feeds", type=int, default=100, help="number of feeds (default 100)")
     parser.add_argument("--items", type=int, default=30, help="items per feed (default 30)")
     parser.add_argument(
-        "--summary-bytes", type=int, default=1200, help="summary size per item (default 1200)"
+        "--summary-bytes", type=int, default=1000, help="summary size per item (default 1000)"
     )
     parser.add_argument("--port", type=int, default=0, help="port (default: any free one)")
     parser.add_argument(

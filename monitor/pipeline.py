@@ -129,6 +129,7 @@ async def poll_feed(
             result.final_url,
             http_status=result.http_status,
             error=str(exc),
+            elapsed=result.elapsed,
         )
         return _failed(store, feed, polled, failed, when, settings)
     if bozo:

@@ -242,6 +242,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DeliveryError as exc:
         print(f"delivery error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # stdout was closed early (`monitor once --dry-run | head`): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return 2
 
 

@@ -30,9 +30,10 @@ from monitor.errors import ConfigError, ConfigErrors, QuerySyntaxError
 from monitor.matcher import RuleMatcher
 from monitor.models import Entry, RuleMatch
 from monitor.query import CompiledQuery, compile_query, validate_list_item
+from monitor.routing import ROUTING_KEYS, Routing, parse_routing
 from monitor.textmatch import prepare_document
 
-_RULE_KEYS = {"name", "description", "query", "tags", "channel", "enabled", "examples"}
+_RULE_KEYS = {"name", "description", "query", "tags", "enabled", "examples"} | ROUTING_KEYS
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _LIST_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 RESERVED_FILES = {FEEDS_FILE, "parties.yaml"}
@@ -57,6 +58,7 @@ class Rule:
     description: str = ""
     tags: tuple[str, ...] = ()
     channel: str | None = None
+    routing: Routing = field(default_factory=Routing)
     examples: tuple[Example, ...] = ()
 
     def applies_to(self, source_tags: Iterable[str]) -> bool:
@@ -291,9 +293,7 @@ def _rule(
                 f"tag(s) {', '.join(unknown)} are not used by any feed in feeds.yaml; "
                 f"known tags: {', '.join(sorted(known_tags)) or '(none)'}"
             )
-    channel = item.get("channel")
-    if channel is not None and (not isinstance(channel, str) or not channel.strip()):
-        raise fail("channel must be a Slack channel name like '#ai-safety' or an ID")
+    routing = parse_routing(item, fail)
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
         raise fail("enabled must be true or false")
@@ -303,8 +303,9 @@ def _rule(
         file=path,
         description=str(item.get("description") or ""),
         tags=tags,
-        channel=channel.strip() if isinstance(channel, str) else None,
+        channel=routing.channel,
         examples=_examples(item.get("examples"), fail),
+        routing=routing,
     )
     return rule, enabled
 

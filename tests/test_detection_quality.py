@@ -1,10 +1,10 @@
 """Detection quality of the default rules on the labelled set.
 
 The rules in ``rules/`` are loaded with the product's loader and matched with
-the product's matcher (through ``bench/eval_rules.py``) against the two
-labelled splits in ``tests/data/labelled/``. A rule edit that drops recall
-below 0.90 or precision below 0.80 on either split fails here, listing the
-items it got wrong. How the set was built: ``docs/labelled-set.md``.
+the product's matcher (through ``bench/eval_rules.py``) against every
+labelled split in ``tests/data/labelled/`` (dev, holdout, fresh). A rule edit
+that drops recall below 0.90 or precision below 0.90 on any split fails here,
+listing the items it got wrong. How the set was built: ``docs/labelled-set.md``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_RECALL = 0.90
-MIN_PRECISION = 0.80
+MIN_PRECISION = 0.90  # raised from 0.80 once every split measured >= 0.95
 
 
 def _load_bench() -> ModuleType:
@@ -47,7 +47,7 @@ def _describe(outcomes: list[object]) -> str:
 
 @pytest.mark.parametrize("split", bench.SPLITS)
 def test_recall_and_precision(ruleset: object, split: str) -> None:
-    """Recall >= 0.90 and precision >= 0.80 on each split separately."""
+    """Recall and precision at or above the floors on each split separately."""
     outcomes = bench.run(ruleset, bench.load_items(split))
     result = bench.score(outcomes)
     fps, fns = bench.errors(outcomes)
@@ -62,7 +62,7 @@ def test_recall_and_precision(ruleset: object, split: str) -> None:
 
 
 def test_labelled_set_is_usable() -> None:
-    """Both splits are big enough, disjoint, mixed, and include non-English items."""
+    """Every split is big enough, disjoint, mixed, and includes non-English items."""
     splits = {name: bench.load_items(name) for name in bench.SPLITS}
     for name, items in splits.items():
         positives = sum(item.label for item in items)

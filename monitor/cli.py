@@ -34,16 +34,20 @@ from monitor.app import (
     utc_now,
 )
 from monitor.backtest import backtest, render_backtest, stored_entries
+from monitor.config import FEEDS_FILE, dump_feeds, load_feeds
 from monitor.dedupe import Backfill
+from monitor.discover import DiscoveredFeed, DiscoveryError, discover, render_yaml
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, ConfigErrors, DeliveryError, StoreError
 from monitor.explain import explain, render_explanation, stored_entry_by_link
 from monitor.feedhealth import HealthPolicy
+from monitor.fetch import make_client
 from monitor.health import port_from_env
 from monitor.links import canonical_link
 from monitor.lock import state_lock
 from monitor.models import AlertStatus
 from monitor.notify import notifier_from_env
+from monitor.opml import OpmlError, export_opml, parse_opml
 from monitor.pipeline import PollSettings
 from monitor.store import FeedState, Outcome, Store
 
@@ -136,11 +140,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     feeds = sub.add_parser(
         "feeds",
-        help="show every feed's health: last success, failures, last error, next poll",
-        description="Show a status table of every configured feed: when it last worked, "
-        "consecutive failures, the last error and when it will be polled next.",
+        help="feed health table; discover feeds on a site; import/export OPML",
+        description="With no sub-command: a status table of every configured feed (when it "
+        "last worked, consecutive failures, the last error, the next poll). "
+        "`feeds discover URL` lists the feeds a page offers as feeds.yaml entries; "
+        "`feeds import FILE.opml` and `feeds export` move source lists to and from "
+        "feed readers.",
     )
     _common(feeds)
+    feeds_sub = feeds.add_subparsers(dest="feeds_command", metavar="SUBCOMMAND")
+    found = feeds_sub.add_parser(
+        "discover",
+        help="list the feeds a page advertises, as ready-to-paste feeds.yaml entries",
+        description="Fetch a page and list the feeds it advertises (link rel=alternate, "
+        "common feed paths) with titles and item counts, printed as feeds.yaml entries; "
+        "suggests a type: html entry when the page has no feed but a list of dated links.",
+    )
+    found.add_argument("url", help="a site or page, e.g. https://www.example.gov/news")
+    found.add_argument("--name", help="name to give the suggested feed(s)")
+    imported = feeds_sub.add_parser(
+        "import",
+        help="print feeds.yaml entries for the feeds in an OPML file",
+        description="Read an OPML file (from a feed reader) and print feeds.yaml entries for "
+        "the feeds not already configured, ready to paste under feeds:.",
+    )
+    imported.add_argument("file", type=Path, help="the .opml file")
+    exported = feeds_sub.add_parser(
+        "export",
+        help="write the configured feeds as OPML",
+        description="Write every feed in feeds.yaml as an OPML 2.0 document.",
+    )
+    exported.add_argument("--output", type=Path, help="file to write (default: stdout)")
+    for child in (imported, exported):
+        # SUPPRESS: a value given before the sub-command is not reset to None.
+        child.add_argument(
+            "--rules",
+            type=Path,
+            metavar="DIR",
+            default=argparse.SUPPRESS,
+            help="feeds and rule files (default: $MONITOR_RULES_DIR or rules/)",
+        )
 
     explain = sub.add_parser(
         "explain",
@@ -223,6 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             live = env_path(args.live, "MONITOR_RULES_DIR", DEFAULT_RULES)
             return _backtest(rules_dir, live, state, since=args.since, stdout=sys.stdout)
         if args.command == "feeds":
+            if args.feeds_command == "discover":
+                return _discover(args.url, name=args.name)
+            if args.feeds_command == "import":
+                return _import_opml(rules_dir, args.file)
+            if args.feeds_command == "export":
+                return _export_opml(rules_dir, args.output)
             return _feeds(rules_dir, state, stdout=sys.stdout)
         if args.command == "outbox":
             return _outbox(state, retry=args.retry, stdout=sys.stdout)
@@ -418,6 +463,63 @@ def _backtest(
         store.close()
     result = backtest(entries, candidate.rules, live.rules)
     print(render_backtest(result), file=stdout)
+    return 0
+
+
+def _discover(url: str, *, name: str | None) -> int:
+    settings = Settings.from_env(os.environ)
+
+    async def go() -> list[DiscoveredFeed]:
+        async with make_client(settings.limits) as client:
+            return await discover(client, url, settings.limits, now=utc_now())
+
+    try:
+        found = asyncio.run(go())
+    except DiscoveryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not found:
+        print(f"no feeds found at {url}", file=sys.stderr)
+        return 1
+    print(render_yaml(found, name=name), end="")
+    return 0
+
+
+def _import_opml(rules_dir: Path, path: Path) -> int:
+    config = load_feeds(rules_dir / FEEDS_FILE)
+    try:
+        result = parse_opml(path.read_bytes())
+    except (OpmlError, OSError) as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
+        return 1
+    names = {f.name.casefold() for f in config.feeds}
+    urls = {f.url for f in config.feeds}
+    fresh = []
+    for feed in result.feeds:
+        if feed.name.casefold() in names or feed.url in urls:
+            print(f"already in feeds.yaml: {feed.name} ({feed.url})", file=sys.stderr)
+        else:
+            fresh.append(feed)
+    for reason in result.skipped:
+        print(f"skipped: {reason}", file=sys.stderr)
+    if fresh:
+        print(dump_feeds(fresh), end="")
+    print(
+        f"{len(fresh)} new feed(s) to paste under feeds: in {rules_dir / FEEDS_FILE}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _export_opml(rules_dir: Path, output: Path | None) -> int:
+    config = load_feeds(rules_dir / FEEDS_FILE)
+    data = export_opml(config.feeds)
+    if output is None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+    else:
+        output.write_bytes(data)
+        print(f"wrote {len(config.feeds)} feeds to {output}", file=sys.stderr)
     return 0
 
 

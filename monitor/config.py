@@ -8,7 +8,7 @@ whole list.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -17,9 +17,12 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from monitor.durations import parse_duration
+from monitor.dates import zone
+from monitor.durations import format_duration, parse_duration
 from monitor.errors import ConfigError, ConfigErrors
-from monitor.models import Feed
+from monitor.models import DateOrder, Feed, FeedKind, HtmlSelectors
+from monitor.sources.html import selector_problems
+from monitor.sources.sitemap import url_filter
 
 FEEDS_FILE = "feeds.yaml"
 DEFAULT_INTERVAL = timedelta(minutes=15)
@@ -27,7 +30,15 @@ MIN_INTERVAL = timedelta(seconds=10)
 MAX_INTERVAL = timedelta(days=7)
 LINE_KEY = "__line__"
 
-_FEED_KEYS = {"name", "url", "tags", "interval"}
+_FEED_KEYS = {
+    "name", "url", "tags", "interval", "type", "select", "match", "max_pages", "timezone",
+    "date_order",
+}  # fmt: skip
+_TYPES = ("rss", "html", "sitemap")
+_SELECT_KEYS = {"item", "title", "link", "date", "summary"}
+_DATE_ORDERS = ("dmy", "mdy", "ymd")
+MAX_PAGES_LIMIT = 100  # pages a sitemap feed may fetch per poll
+DEFAULT_MAX_PAGES = Feed("", "").max_pages
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
@@ -189,6 +200,17 @@ def _interval(value: object) -> timedelta:
     return interval
 
 
+def feed_from_mapping(
+    item: object, index: int = 1, default_interval: timedelta = DEFAULT_INTERVAL
+) -> Feed:
+    """One ``feeds.yaml`` entry (a mapping) as a validated ``Feed``; raise ConfigError.
+
+    ``index`` numbers the entry in messages. Used by ``load_feeds`` and by
+    importers (OPML) so every source passes the same checks.
+    """
+    return _feed(item, index, default_interval)
+
+
 def _feed(item: object, index: int, default_interval: timedelta) -> Feed:
     if not isinstance(item, Mapping):
         raise ConfigError(f"feed #{index} must be a mapping with name and url, got {item!r}")
@@ -231,5 +253,173 @@ def _feed(item: object, index: int, default_interval: timedelta) -> Feed:
         except ValueError as exc:
             raise ConfigError(str(exc), feed=name, line=line) from exc
     return Feed(
-        name=name, url=str(item["url"]).strip(), tags=tuple(dict.fromkeys(tags)), interval=interval
+        name=name,
+        url=str(item["url"]).strip(),
+        tags=tuple(dict.fromkeys(tags)),
+        interval=interval,
+        **_source_options(item, name, line),
     )
+
+
+def _source_options(item: Mapping[str, Any], name: str, line: int | None) -> dict[str, Any]:
+    """The keys that say how to read a source: type, select, match, max_pages, timezone…"""
+    kind = str(item.get("type", "rss")).strip().lower()
+    if kind not in _TYPES:
+        raise ConfigError(
+            f"type '{item.get('type')}' is not one of {', '.join(_TYPES)} (rss also reads Atom "
+            "and JSON Feed)",
+            feed=name,
+            line=line,
+        )
+    only = {"select": "html", "match": "sitemap", "max_pages": "sitemap"}
+    for key, wanted in only.items():
+        if key in item and kind != wanted:
+            raise ConfigError(f"'{key}' only applies to type: {wanted}", feed=name, line=line)
+    options: dict[str, Any] = {"kind": _kind(kind)}
+    if kind == "html":
+        options["select"] = _select(item.get("select"), name, line)
+    if kind == "sitemap":
+        match = item.get("match")
+        if match is not None:
+            if not isinstance(match, str) or not match:
+                raise ConfigError(
+                    "match must be a text to find in the URL, or /regex/", feed=name, line=line
+                )
+            try:
+                url_filter(match)
+            except ValueError as exc:
+                raise ConfigError(str(exc), feed=name, line=line) from exc
+            options["match"] = match
+        if "max_pages" in item:
+            pages = item["max_pages"]
+            if isinstance(pages, bool) or not isinstance(pages, int):
+                raise ConfigError("max_pages must be a whole number", feed=name, line=line)
+            if not 0 <= pages <= MAX_PAGES_LIMIT:
+                raise ConfigError(
+                    f"max_pages must be between 0 and {MAX_PAGES_LIMIT} (pages fetched per poll)",
+                    feed=name,
+                    line=line,
+                )
+            options["max_pages"] = pages
+    if "timezone" in item:
+        try:
+            zone(str(item["timezone"]))
+        except ValueError as exc:
+            raise ConfigError(str(exc), feed=name, line=line) from exc
+        options["timezone"] = str(item["timezone"])
+    if "date_order" in item:
+        order = str(item["date_order"]).strip().lower()
+        if order not in _DATE_ORDERS:
+            raise ConfigError(
+                f"date_order must be one of {', '.join(_DATE_ORDERS)} (how to read 03/04/2026)",
+                feed=name,
+                line=line,
+            )
+        options["date_order"] = _order(order)
+    return options
+
+
+def _select(value: object, name: str, line: int | None) -> HtmlSelectors:
+    example = (
+        'e.g.\n    select:\n      item: "article.news-item"\n      title: "h3 a"\n'
+        '      link: "h3 a@href"\n      date: "time@datetime"'
+    )
+    if not isinstance(value, Mapping) or not value.get("item"):
+        raise ConfigError(
+            f"type: html needs a 'select:' mapping with at least 'item', {example}",
+            feed=name,
+            line=line,
+        )
+    where = line_of(value) or line
+    extra = unknown_keys(value, _SELECT_KEYS)
+    if extra:
+        raise ConfigError(
+            f"unknown select key(s) {', '.join(extra)}; known: {', '.join(sorted(_SELECT_KEYS))}",
+            feed=name,
+            line=where,
+        )
+    for key in _SELECT_KEYS:
+        if key in value and not isinstance(value[key], str):
+            raise ConfigError(
+                f"select.{key} must be a CSS selector in quotes", feed=name, line=where
+            )
+    select = HtmlSelectors(
+        item=value["item"].strip(),
+        title=value.get("title"),
+        link=value.get("link"),
+        date=value.get("date"),
+        summary=value.get("summary"),
+    )
+    problems = selector_problems(select)
+    if problems:
+        raise ConfigError("; ".join(problems), feed=name, line=where)
+    return select
+
+
+def _kind(text: str) -> FeedKind:
+    return "html" if text == "html" else "sitemap" if text == "sitemap" else "rss"
+
+
+def _order(text: str) -> DateOrder:
+    return "mdy" if text == "mdy" else "ymd" if text == "ymd" else "dmy"
+
+
+def feed_to_mapping(feed: Feed, default_interval: timedelta = DEFAULT_INTERVAL) -> dict[str, Any]:
+    """The ``feeds.yaml`` entry for ``feed``: only keys that differ from their defaults.
+
+    ``load_feeds`` reads the result back into an equal ``Feed``.
+    """
+    entry: dict[str, Any] = {"name": feed.name, "url": feed.url}
+    if feed.kind != "rss":
+        entry["type"] = feed.kind
+    if feed.tags:
+        entry["tags"] = list(feed.tags)
+    if feed.interval != default_interval:
+        entry["interval"] = format_duration(feed.interval)
+    if feed.select is not None:
+        entry["select"] = {
+            key: getattr(feed.select, key)
+            for key in ("item", "title", "link", "date", "summary")
+            if getattr(feed.select, key) is not None
+        }
+    if feed.match is not None:
+        entry["match"] = feed.match
+    if feed.kind == "sitemap" and feed.max_pages != DEFAULT_MAX_PAGES:
+        entry["max_pages"] = feed.max_pages
+    if feed.timezone is not None:
+        entry["timezone"] = feed.timezone
+    if feed.date_order != "dmy":
+        entry["date_order"] = feed.date_order
+    return entry
+
+
+class _FeedsDumper(yaml.SafeDumper):
+    """Block mappings with flow lists (``tags: [government, uk]``), as feeds.yaml is written."""
+
+
+def _flow_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    # The top-level list of feeds stays a block list; inner lists (tags) are flow.
+    flow = all(isinstance(x, str) for x in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_FeedsDumper.add_representer(list, _flow_list)
+
+
+def dump_feeds(feeds: Sequence[Feed], default_interval: timedelta = DEFAULT_INTERVAL) -> str:
+    """``feeds.yaml`` list items for ``feeds``, ready to paste under ``feeds:``.
+
+    Each feed is a ``- name: …`` block indented by two spaces, as in the
+    shipped file.
+    """
+    if not feeds:
+        return ""
+    text = yaml.dump(
+        [feed_to_mapping(f, default_interval) for f in feeds],
+        Dumper=_FeedsDumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=1000,
+    )
+    return "".join(f"  {line}\n" if line else "\n" for line in text.splitlines())

@@ -21,9 +21,8 @@ from monitor.dedupe import Backfill, candidates, eligible, new_entries
 from monitor.errors import FeedParseError
 from monitor.fetch import FetchLimits, fetch
 from monitor.models import Entry, Feed, FetchResult, FetchStatus
-from monitor.normalize import normalize_entries
-from monitor.parse import parse_feed
 from monitor.rules import RuleSet
+from monitor.sources import read_entries
 from monitor.store import FeedState, Outcome, Store
 
 log = logging.getLogger("monitor.pipeline")
@@ -59,12 +58,25 @@ class PollReport:
         return [o for o in self.outcomes if o.alert_id is not None]
 
 
-def _parse(
-    body: bytes, headers: dict[str, str], url: str, feed: Feed, now: datetime
+async def _parse(
+    result: FetchResult,
+    feed: Feed,
+    now: datetime,
+    *,
+    client: httpx.AsyncClient,
+    store: Store,
+    settings: PollSettings,
 ) -> tuple[list[Entry], str | None]:
-    parsed = parse_feed(body, headers, url)
-    return normalize_entries(parsed, feed, now, base_url=url), (
-        parsed.bozo_reason if parsed.bozo else None
+    # Dispatch by the feed's type (RSS/Atom/JSON Feed, HTML listing, sitemap).
+    # A sitemap fetches its new pages too, on the same client and limits: it
+    # asks the store which of its ids are new so only those are fetched.
+    return await read_entries(
+        result,
+        feed,
+        now,
+        client=client,
+        limits=settings.limits,
+        seen=lambda ids: store.seen_ids(feed.name, ids),
     )
 
 
@@ -119,8 +131,8 @@ async def poll_feed(
         store.save_feed_state(ok)
         return PollReport(feed.name, "unchanged", elapsed=result.elapsed)
     try:
-        entries, bozo = await asyncio.to_thread(
-            _parse, result.body, dict(result.headers), result.final_url, feed, when
+        entries, bozo = await _parse(
+            result, feed, when, client=client, store=store, settings=settings
         )
     except FeedParseError as exc:
         failed = FetchResult(

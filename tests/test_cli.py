@@ -320,3 +320,40 @@ def test_backtest_shows_what_an_edit_adds_and_removes(rules_dir: Path, tmp_path:
     removed = out.split("- removed")[1]
     assert "Weather office opens new building" in added
     assert "UK and Japan AI Safety Institutes" in removed
+
+
+def test_feeds_discover_prints_ready_to_paste_entries(feed_server: FeedServer) -> None:
+    feed_server.set("/news.xml", rss(ITEMS, title="Gov news"))
+    page = (
+        "<html><head><title>Gov</title>"
+        f'<link rel="alternate" type="application/rss+xml" title="Gov news" '
+        f'href="{feed_server.url("/news.xml")}"></head><body>Hello</body></html>'
+    )
+    feed_server.set("/", page, content_type="text/html; charset=utf-8")
+    result = monitor("feeds", "discover", feed_server.url("/"))
+    assert result.returncode == 0, result.stderr
+    assert "- name:" in result.stdout and feed_server.url("/news.xml") in result.stdout
+    nothing = monitor("feeds", "discover", "http://127.0.0.1:9/")
+    assert nothing.returncode == 1 and "error" in nothing.stderr
+
+
+def test_feeds_export_then_import_round_trip(tmp_path: Path) -> None:
+    source = write_rules_dir(
+        tmp_path / "a",
+        [
+            {"name": "Gov A", "url": "https://a.example/feed.xml", "tags": ["government"]},
+            {"name": "News B", "url": "https://b.example/rss", "interval": "30m"},
+        ],
+    )
+    opml = tmp_path / "feeds.opml"
+    exported = monitor("feeds", "export", "--rules", str(source), "--output", str(opml))
+    assert exported.returncode == 0, exported.stderr
+    assert b"<opml" in opml.read_bytes()
+    target = write_rules_dir(
+        tmp_path / "b", [{"name": "Gov A", "url": "https://a.example/feed.xml"}]
+    )
+    imported = monitor("feeds", "import", str(opml), "--rules", str(target))
+    assert imported.returncode == 0, imported.stderr
+    assert "already in feeds.yaml: Gov A" in imported.stderr
+    assert "name: News B" in imported.stdout and "Gov A" not in imported.stdout
+    assert "interval: 30m" in imported.stdout

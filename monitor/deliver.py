@@ -8,20 +8,31 @@ One cycle, per alert in id order::
 ``mark_sending`` is committed before the network call, so a crash mid-send
 leaves the alert SENDING and the next cycle looks it up before posting again.
 Store calls stay on the event-loop thread; only the notifier runs in a thread.
+
+Stories (see :mod:`monitor.stories`): a story's first alert is its root, a
+top-level message. A follow-up waits until its root is in Slack, then goes
+out as a reply in the root's thread (looked up in that thread after a lost
+answer, like roots in the channel). When reports have joined a story since its
+root was posted, the root is edited (``chat.update``) once per cycle with the
+current sources: an edit renders the whole state, so it is safe to repeat and
+several joins coalesce into one. A webhook cannot thread or edit: follow-ups
+are batched into one message per story per ``batch_window`` or dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from monitor.errors import DeliveryError
+from monitor.durations import parse_duration
+from monitor.errors import ConfigError, DeliveryError
 from monitor.models import Alert, AlertStatus
 from monitor.notify import Notifier
-from monitor.store import Store
+from monitor.store import Store, StoryUpdate
+from monitor.stories import StoryView
 
 SHORT_RATE_LIMIT = 30.0  # seconds: wait in-cycle for a Retry-After up to this long
 RATE_LIMIT_TRIES = 3  # in-cycle waits per alert before leaving it for a later cycle
@@ -37,12 +48,36 @@ class DeliveryReport:
     retried: int = 0
     failed: int = 0
     skipped: int = 0  # due, but not tried this cycle (token rejected, channel refused, …)
+    held: int = 0  # follow-ups waiting for their story's root (or their webhook batch)
+    dropped: int = 0  # webhook follow-ups dropped by MONITOR_WEBHOOK_FOLLOWUPS=drop
+    updated: int = 0  # story roots edited to show their sources
     errors: list[str] = field(default_factory=list)
     error_kinds: list[str] = field(default_factory=list)  # one DeliveryError.kind per failure
 
 
 class _StopCycle(Exception):
     """Every remaining alert would fail the same way (bad token, Slack unreachable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FollowupPolicy:
+    """What webhook mode does with follow-ups, which it cannot thread."""
+
+    mode: str = "batch"  # "batch": one message per story per window; "drop": none
+    batch_window: timedelta = timedelta(hours=1)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> FollowupPolicy:
+        """``MONITOR_WEBHOOK_FOLLOWUPS`` (batch|drop) and ``MONITOR_WEBHOOK_BATCH`` (e.g. 1h)."""
+        mode = (env.get("MONITOR_WEBHOOK_FOLLOWUPS") or "batch").strip().lower()
+        if mode not in ("batch", "drop"):
+            raise ConfigError(f"MONITOR_WEBHOOK_FOLLOWUPS={mode!r} is invalid: use batch or drop")
+        raw = (env.get("MONITOR_WEBHOOK_BATCH") or "").strip()
+        try:
+            window = parse_duration(raw) if raw else timedelta(hours=1)
+        except ValueError as exc:
+            raise ConfigError(f"MONITOR_WEBHOOK_BATCH={raw!r} is invalid: {exc}") from exc
+        return cls(mode, window)
 
 
 class Deliverer:
@@ -58,6 +93,7 @@ class Deliverer:
         min_interval: float = 1.0,
         max_backoff: timedelta = timedelta(minutes=30),
         logger: logging.Logger | None = None,
+        followups: FollowupPolicy | None = None,
     ) -> None:
         self._store = store
         self._notifier = notifier
@@ -69,22 +105,66 @@ class Deliverer:
         self._log = logger or logging.getLogger(__name__)
         self._last_post: dict[str | None, datetime] = {}  # channel -> last post, across cycles
         self._problems: dict[str, str] = {}  # "auth" / "channel:#x" -> code already logged
+        self._followups = followups or FollowupPolicy()
 
     async def deliver_pending(self, limit: int | None = None) -> DeliveryReport:
         """Try every due alert once (in id order); return what happened."""
         report = DeliveryReport()
         alerts = self._store.due_alerts(self._now(), limit)
         blocked: set[str | None] = set()  # channels refused or rate limited this cycle
-        for index, alert in enumerate(alerts):
-            try:
-                await self._deliver_one(alert, blocked, report)
-            except _StopCycle:
-                report.skipped += len(alerts) - index - 1
-                break
+        batches: dict[int, StoryView] = {}  # webhook: stories with follow-ups due
+        try:
+            for index, alert in enumerate(alerts):
+                try:
+                    view, root_id = self._store.story_view(alert)
+                    if view is not None and view.followup:
+                        view = self._followup_view(alert, view, root_id, batches, report)
+                        if view is None:
+                            continue
+                    await self._deliver_one(alert, blocked, report, view)
+                except _StopCycle:
+                    report.skipped += len(alerts) - index - 1
+                    raise
+            for story, view in batches.items():
+                await self._send_batch(story, view, blocked, report)
+            await self._update_stories(blocked, report)
+        except _StopCycle:
+            pass
         return report
 
+    def _followup_view(
+        self,
+        alert: Alert,
+        view: StoryView,
+        root_id: int | None,
+        batches: dict[int, StoryView],
+        report: DeliveryReport,
+    ) -> StoryView | None:
+        """How to send a follow-up now, or None when it is held, batched or dropped."""
+        if not self._notifier.threads:
+            if self._notifier.mode == "stdout":
+                return view  # printed as one "Also reported by" line
+            if self._followups.mode == "drop":
+                self._store.mark_delivered(alert.id, None, None, self._now())
+                report.dropped += 1
+                return None
+            batches.setdefault(view.story, view)
+            return None
+        root = self._store.get_alert(root_id) if root_id is not None else None
+        if root is not None and root.status in _WAITING:
+            report.held += 1  # the thread does not exist yet; roots go first (id order)
+            return None
+        if root is None or root.status is not AlertStatus.DELIVERED or not root.delivered_ts:
+            # The root failed for good (or was never threaded): post this one on its own.
+            return replace(view, followup=False, thread_ts=None)
+        return replace(view, thread_ts=root.delivered_ts)
+
     async def _deliver_one(
-        self, alert: Alert, blocked: set[str | None], report: DeliveryReport
+        self,
+        alert: Alert,
+        blocked: set[str | None],
+        report: DeliveryReport,
+        view: StoryView | None = None,
     ) -> None:
         try:
             channel = self._notifier.channel_for(alert)
@@ -99,7 +179,7 @@ class Deliverer:
         if alert.status is AlertStatus.SENDING and self._notifier.exactly_once:
             try:
                 ts = await asyncio.to_thread(
-                    self._notifier.find_sent, alert, channel, instance_id=instance
+                    self._notifier.find_sent, alert, channel, instance_id=instance, story=view
                 )
             except DeliveryError as exc:
                 # Unsettled: it may be in the channel, so it must not be posted again yet.
@@ -120,7 +200,7 @@ class Deliverer:
             self._store.mark_sending(alert.id, channel, self._now())
             try:
                 ts = await asyncio.to_thread(
-                    self._notifier.send, alert, channel, instance_id=instance
+                    self._notifier.send, alert, channel, instance_id=instance, story=view
                 )
             except DeliveryError as exc:
                 self._last_post[channel] = self._now()
@@ -146,9 +226,101 @@ class Deliverer:
                 return
             self._last_post[channel] = self._now()
             self._store.mark_delivered(alert.id, channel, ts, self._now())
+            if view is not None and not view.followup:
+                # The root went out showing every source known so far.
+                self._store.mark_story_shown(view.story, view.revision)
             self._recovered(channel)
             report.delivered += 1
             return
+
+    async def _send_batch(
+        self, story: int, view: StoryView, blocked: set[str | None], report: DeliveryReport
+    ) -> None:
+        """Webhook: every undelivered follow-up of ``story`` as one message, once per window."""
+        pending = [
+            a
+            for a in self._store.outbox((AlertStatus.PENDING, AlertStatus.SENDING))
+            if self._store.story_view(a)[0] is not None and _followup_of(self._store, a, story)
+        ]
+        if not pending:
+            return
+        ready_at = min(a.created_at for a in pending) + self._followups.batch_window
+        if self._now() < ready_at:
+            self._store.defer([a.id for a in pending], ready_at)
+            report.held += len(pending)
+            return
+        if None in blocked:
+            report.skipped += len(pending)
+            return
+        await self._pace(None)
+        for a in pending:
+            self._store.mark_sending(a.id, None, self._now())
+        try:
+            await asyncio.to_thread(self._notifier.send_batch, view, pending)
+        except DeliveryError as exc:
+            self._last_post[None] = self._now()
+            report.error_kinds.append(exc.kind)
+            stop = False
+            for a in pending:
+                try:
+                    self._handle(a, None, exc, blocked, report)
+                except _StopCycle:
+                    stop = True
+            if stop:
+                raise _StopCycle from None
+            return
+        self._last_post[None] = self._now()
+        for a in pending:
+            self._store.mark_delivered(a.id, None, None, self._now())
+        report.delivered += len(pending)
+
+    async def _update_stories(self, blocked: set[str | None], report: DeliveryReport) -> None:
+        """Edit each story root that shows fewer sources than are known (one edit per story)."""
+        if not self._notifier.threads:
+            return
+        for update in self._store.story_updates(self._now()):
+            channel = update.root.delivered_channel
+            if channel is None or channel in blocked or update.root.delivered_ts is None:
+                continue
+            await self._pace(channel)
+            try:
+                await asyncio.to_thread(
+                    self._notifier.update_story,
+                    update.root,
+                    update.view,
+                    channel,
+                    update.root.delivered_ts,
+                    instance_id=self._store.instance_id,
+                )
+            except DeliveryError as exc:
+                self._last_post[channel] = self._now()
+                report.error_kinds.append(exc.kind)
+                self._update_failed(update, channel, exc, blocked)
+                continue
+            self._last_post[channel] = self._now()
+            self._store.mark_story_shown(update.story, update.view.revision)
+            report.updated += 1
+
+    def _update_failed(
+        self, update: StoryUpdate, channel: str, exc: DeliveryError, blocked: set[str | None]
+    ) -> None:
+        now = self._now()
+        if exc.kind in ("rate_limited", "server", "network", "auth", "channel", "config"):
+            attempts = self._store.story_update_attempts(update.story)
+            delay = max(
+                min(BASE_BACKOFF * 2 ** min(attempts, 20), self._max_backoff.total_seconds()),
+                exc.retry_after or 0.0,
+            )
+            self._store.defer_story_update(update.story, str(exc), now + timedelta(seconds=delay))
+            blocked.add(channel)
+            self._log.warning("%s; retrying the story update in %.0f s", exc, delay)
+            if exc.kind in ("network", "auth"):
+                raise _StopCycle
+            return
+        # Slack refuses this edit for good (message deleted, too old…): the replies still
+        # carry every report, so give up on the count rather than retry forever.
+        self._store.mark_story_shown(update.story, update.view.revision)
+        self._log.error("%s; the story's root keeps its old source count", exc)
 
     def _handle(
         self,
@@ -251,3 +423,8 @@ class Deliverer:
 
     def _waiting(self) -> int:
         return len(self._store.outbox(_WAITING))
+
+
+def _followup_of(store: Store, alert: Alert, story: int) -> bool:
+    view, root = store.story_view(alert)
+    return view is not None and view.story == story and root is not None

@@ -7,13 +7,18 @@ Typical use::
         client.chat_postMessage(channel="#alerts", text="hi")
         assert slack.messages[0].channel == "C0ALERTS"
 
-Endpoints under ``/api/``: ``chat.postMessage``, ``chat.update``, ``auth.test``,
-``conversations.history`` (newest first; ``metadata`` only with
-``include_all_metadata``; ``oldest``/``limit``/``cursor``; channel must be an
-ID, as on Slack), ``conversations.list``. Incoming webhooks at
+Endpoints under ``/api/``: ``chat.postMessage`` (``thread_ts`` makes a reply),
+``chat.update`` (edits the message in place, channel ID and ``ts`` required,
+``message_not_found`` otherwise; every edit is kept in ``updates``),
+``auth.test``, ``conversations.history`` (top-level messages only, newest
+first; ``metadata`` only with ``include_all_metadata``;
+``oldest``/``limit``/``cursor``; channel must be an ID, as on Slack),
+``conversations.replies`` (the parent then its replies, oldest first, same
+parameters plus ``ts``), ``conversations.list``. Incoming webhooks at
 ``/webhook/<path>`` answer ``200 ok`` as text.
 
-Fault knobs act on the next N calls of any Slack endpoint (API or webhook):
+Fault knobs act on the next N calls of any Slack endpoint (API or webhook), in
+the order queued (``allow(n)`` lets n calls through first):
 ``rate_limit(n, retry_after=...)``, ``server_error(n)``, ``drop_after_read(n)``
 (record the message, then close the socket without answering), ``hang(n)``
 (record, then answer too late), ``fail(error, n)`` for an ``ok: false`` error
@@ -28,7 +33,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -51,13 +56,15 @@ class PostedMessage:
     unfurl_links: Any
     unfurl_media: Any
     via: str  # "api" or "webhook"
+    thread_ts: str | None = None  # set on a thread reply: the parent's ts
+    edits: int = 0  # how many times chat.update changed it
 
 
 @dataclass(slots=True)
 class Fault:
     """One queued misbehaviour for the next call."""
 
-    kind: str  # "rate_limit" | "server" | "drop" | "hang" | "error"
+    kind: str  # "rate_limit" | "server" | "drop" | "hang" | "error" | "none"
     retry_after: str = "1"
     status: int = 500
     error: str = ""
@@ -71,6 +78,7 @@ class _State:
     clock: Callable[[], float]
     hang_seconds: float
     messages: list[PostedMessage] = field(default_factory=list)
+    updates: list[PostedMessage] = field(default_factory=list)  # every chat.update, in order
     calls: list[str] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     bugs: list[str] = field(default_factory=list)  # exceptions inside the emulator
@@ -166,14 +174,32 @@ class SlackEmulator:
         """Exceptions raised inside the emulator (the fixture fails the test if any)."""
         return list(self._state.bugs)
 
+    @property
+    def updates(self) -> list[PostedMessage]:
+        """The message as it was after each accepted ``chat.update``, oldest first."""
+        with self._state.lock:
+            return list(self._state.updates)
+
     def messages_in(self, channel_id: str) -> list[PostedMessage]:
-        """Accepted messages in one channel, oldest first."""
+        """Accepted messages in one channel, oldest first (thread replies included)."""
         return [m for m in self.messages if m.channel == channel_id]
+
+    def top_level(self, channel_id: str) -> list[PostedMessage]:
+        """Messages in the channel itself (not thread replies), oldest first."""
+        return [m for m in self.messages_in(channel_id) if m.thread_ts is None]
+
+    def replies(self, ts: str) -> list[PostedMessage]:
+        """Replies in the thread of the message ``ts``, oldest first."""
+        return [m for m in self.messages if m.thread_ts == ts]
 
     # -- faults ------------------------------------------------------------
     def _queue(self, fault: Fault, n: int) -> None:
         with self._state.lock:
             self._state.faults.extend(Fault(**_fields(fault)) for _ in range(n))
+
+    def allow(self, n: int = 1) -> None:
+        """Let the next ``n`` calls through untouched (to aim a later fault at a later call)."""
+        self._queue(Fault("none"), n)
 
     def rate_limit(self, n: int = 1, *, retry_after: str = "1") -> None:
         """Answer the next ``n`` calls 429 with this ``Retry-After`` (seconds or HTTP-date)."""
@@ -254,6 +280,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with st.lock:
             st.calls.append(method)
             fault = st.faults.pop(0) if st.faults else None
+        if fault is not None and fault.kind == "none":
+            fault = None
         if fault is not None and fault.kind == "rate_limit":
             self._json(
                 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": fault.retry_after}
@@ -284,10 +312,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     "user_id": "U0BOT",
                 },
             )
-        elif method in ("chat.postMessage", "chat.update"):
+        elif method == "chat.postMessage":
             self._post(method, params, fault)
+        elif method == "chat.update":
+            self._update(params, fault)
         elif method == "conversations.history":
             self._history(params)
+        elif method == "conversations.replies":
+            self._replies(params)
         elif method == "conversations.list":
             self._list(params)
         else:
@@ -313,6 +345,61 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         }
         self._json(200, body)
 
+    def _update(self, params: dict[str, Any], fault: Fault | None) -> None:
+        channel = self._channel_id(str(params.get("channel", "")), allow_name=False)
+        if channel is None:
+            self._json(200, {"ok": False, "error": "channel_not_found"})
+            return
+        ts = str(params.get("ts", ""))
+        st = self.state
+        with st.lock:
+            index = next(
+                (i for i, m in enumerate(st.messages) if m.channel == channel and m.ts == ts), None
+            )
+            if index is not None:
+                old = st.messages[index]
+                blocks = params.get("blocks", old.blocks)
+                if isinstance(blocks, str):
+                    blocks = json.loads(blocks)
+                metadata = params.get("metadata", old.metadata)
+                if isinstance(metadata, str):
+                    metadata = json.loads(metadata)
+                new = replace(
+                    old,
+                    text=str(params.get("text", old.text)),
+                    blocks=blocks,
+                    metadata=metadata,
+                    edits=old.edits + 1,
+                )
+                st.messages[index] = new
+                st.updates.append(new)
+        if index is None:
+            self._json(200, {"ok": False, "error": "message_not_found"})
+            return
+        if self._faulted(fault):
+            return
+        self._json(200, {"ok": True, "channel": channel, "ts": ts, "text": new.text})
+
+    def _replies(self, params: dict[str, Any]) -> None:
+        channel = self._channel_id(str(params.get("channel", "")), allow_name=False)
+        if channel is None:
+            self._json(200, {"ok": False, "error": "channel_not_found"})
+            return
+        parent = str(params.get("ts", ""))
+        with self.state.lock:
+            thread = [
+                m
+                for m in self.state.messages
+                if m.channel == channel and (m.ts == parent or m.thread_ts == parent)
+            ]
+        if not any(m.ts == parent for m in thread):
+            self._json(200, {"ok": False, "error": "thread_not_found"})
+            return
+        oldest = float(params.get("oldest") or 0)
+        # Slack always returns the parent first, whatever `oldest` says.
+        msgs = [m for m in thread if m.ts == parent or float(m.ts) > oldest]
+        self._page(msgs, params, thread=True)
+
     def _webhook(self, path: str, params: dict[str, Any], fault: Fault | None) -> None:
         channel = self.state.webhooks.get(path)
         if channel is None:
@@ -336,8 +423,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             msgs = [
                 m
                 for m in reversed(self.state.messages)
-                if m.channel == channel and float(m.ts) > oldest
+                if m.channel == channel and float(m.ts) > oldest and m.thread_ts is None
             ]
+        self._page(msgs, params, thread=False)
+
+    def _page(self, msgs: list[PostedMessage], params: dict[str, Any], *, thread: bool) -> None:
         start = int(params.get("cursor") or 0)
         limit = int(params.get("limit") or 100)
         page = msgs[start : start + limit]
@@ -345,6 +435,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         out = []
         for m in page:
             item: dict[str, Any] = {"type": "message", "ts": m.ts, "text": m.text}
+            if thread:
+                item["thread_ts"] = m.thread_ts or m.ts
             if with_meta and m.metadata is not None:
                 item["metadata"] = m.metadata
             out.append(item)
@@ -405,6 +497,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 params.get("unfurl_links"),
                 params.get("unfurl_media"),
                 via,
+                str(params["thread_ts"]) if params.get("thread_ts") else None,
             )
             st.messages.append(msg)
         return msg

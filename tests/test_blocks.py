@@ -21,7 +21,14 @@ from typing import Any
 import pytest
 
 from monitor.models import Alert
-from monitor.notify.blocks import build_message, escape_mrkdwn, safe_link
+from monitor.notify.blocks import (
+    build_batch,
+    build_followup,
+    build_message,
+    escape_mrkdwn,
+    safe_link,
+)
+from monitor.stories import StoryView
 
 GOLDEN = Path(__file__).parent / "golden"
 T0 = datetime(2024, 5, 21, 9, 30, tzinfo=UTC)
@@ -80,6 +87,43 @@ CASES: dict[str, Alert] = {
 }
 
 
+VIEW = StoryView(
+    story=3,
+    parties=("UK AI Security Institute", "US Center for AI Standards and Innovation"),
+    agreement="memorandum of understanding",
+    sources=("GOV.UK AI Security Institute", "FedScoop", "Reuters <!here>"),
+    revision=2,
+    root_title=BASE.title,
+)
+HOSTILE_VIEW = replace(
+    VIEW, parties=("<!channel> Party", "A & B"), agreement="<@U1> deal", root_title=HOSTILE.title
+)
+STORY_CASES: dict[str, dict[str, Any]] = {
+    "story_root": build_message(BASE, VIEW),
+    "story_root_hostile": build_message(HOSTILE, HOSTILE_VIEW),
+    "story_followup": build_followup(
+        replace(BASE, source="FedScoop", title="US, UK sign AI testing pact", link="https://f/1"),
+        replace(VIEW, followup=True, thread_ts="1.000001"),
+    ),
+    "story_followup_hostile": build_followup(HOSTILE, replace(HOSTILE_VIEW, followup=True)),
+    "story_batch": build_batch(
+        HOSTILE_VIEW,
+        [
+            replace(BASE, source="FedScoop", title="US, UK sign AI testing pact"),
+            HOSTILE,
+            replace(BASE, source="Reuters", title="Britain and US team up", link=None),
+        ],
+    ),
+    "story_batch_long": build_batch(
+        VIEW, [replace(BASE, id=i, title=("Partnership " * 20).strip()) for i in range(60)]
+    ),
+}
+ALL_MESSAGES: dict[str, dict[str, Any]] = {
+    **{name: build_message(alert) for name, alert in CASES.items()},
+    **STORY_CASES,
+}
+
+
 def _all_texts(message: dict[str, Any]) -> list[str]:
     out = [message["text"]]
     for block in message["blocks"]:
@@ -89,9 +133,9 @@ def _all_texts(message: dict[str, Any]) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", sorted(ALL_MESSAGES))
 def test_golden(name: str) -> None:
-    message = build_message(CASES[name])
+    message = ALL_MESSAGES[name]
     path = GOLDEN / f"{name}.json"
     rendered = json.dumps(message, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
     if os.environ.get("UPDATE_GOLDEN"):
@@ -100,15 +144,17 @@ def test_golden(name: str) -> None:
     assert rendered == path.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", sorted(ALL_MESSAGES))
 def test_limits(name: str) -> None:
-    message = build_message(CASES[name])
+    message = ALL_MESSAGES[name]
     blocks = message["blocks"]
     assert len(blocks) <= 50
     header = blocks[0]
-    assert header["type"] == "header"
-    assert 0 < len(header["text"]["text"].encode("utf-16-le")) // 2 <= 150
-    for block in blocks[1:]:
+    if name in CASES or name.startswith("story_root"):
+        assert header["type"] == "header"
+        assert 0 < len(header["text"]["text"].encode("utf-16-le")) // 2 <= 150
+        blocks = blocks[1:]
+    for block in blocks:
         texts = [block["text"]] if "text" in block else block["elements"]
         for text in texts:
             assert text["type"] == "mrkdwn"
@@ -118,10 +164,10 @@ def test_limits(name: str) -> None:
     assert len(json.dumps(message)) < 16_000
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", sorted(ALL_MESSAGES))
 def test_no_raw_control_characters(name: str) -> None:
     # Only our own link markup may use < and >: everything else is escaped.
-    for text in _all_texts(build_message(CASES[name])):
+    for text in _all_texts(ALL_MESSAGES[name]):
         stripped = re.sub(r"<https?://[^<>|]+\|Read the announcement>", "", text)
         assert "<" not in stripped and ">" not in stripped
         assert re.search(r"&(?!amp;|lt;|gt;)", stripped) is None
@@ -198,3 +244,30 @@ def test_link_ampersand_escaped_inside_markup() -> None:
     link = build_message(BASE)["blocks"][-1]["text"]["text"]
     url = "https://www.gov.uk/government/news/uk-us-ai-safety?utm=1&amp;x=2"
     assert link == f"<{url}|Read the announcement>"
+
+
+def test_story_lines() -> None:
+    texts = "\n".join(_all_texts(STORY_CASES["story_root"]))
+    assert "Agreement: memorandum of understanding" in texts
+    assert "Parties: UK AI Security Institute · US Center for AI Standards and Innovation" in texts
+    assert (
+        "Reported by 3 sources: GOV.UK AI Security Institute, FedScoop, Reuters &lt;!here&gt;"
+        in (texts)
+    )
+    single = build_message(BASE, replace(VIEW, sources=("GOV.UK",)))
+    assert "Reported by" not in json.dumps(single)  # one source: nothing to count yet
+    bare = replace(VIEW, parties=(), agreement=None, sources=())
+    assert build_message(BASE, bare) == build_message(BASE)
+
+
+def test_followup_is_one_line_with_its_link() -> None:
+    message = STORY_CASES["story_followup"]
+    assert message["text"] == "Also reported by FedScoop"
+    assert message["blocks"][0]["text"]["text"] == (
+        "Also reported by FedScoop: US, UK sign AI testing pact <https://f/1|Read the announcement>"
+    )
+
+
+def test_batch_is_capped() -> None:
+    text = STORY_CASES["story_batch_long"]["blocks"][0]["text"]["text"]
+    assert len(text) <= 3000 and text.endswith("more")

@@ -20,6 +20,7 @@ from monitor.models import Alert
 from monitor.notify.slack_web import SlackBotNotifier
 from monitor.notify.stdout import StdoutNotifier
 from monitor.notify.webhook import WebhookNotifier
+from monitor.stories import StoryView
 
 __all__ = ["Notifier", "SlackBotNotifier", "StdoutNotifier", "WebhookNotifier", "notifier_from_env"]
 
@@ -29,17 +30,45 @@ class Notifier(Protocol):
 
     mode: str  # "slack-bot" | "slack-webhook" | "stdout"
     exactly_once: bool  # True only when find_sent can really look a message up
+    threads: bool  # True when follow-ups can be thread replies and roots can be edited
 
     def channel_for(self, alert: Alert) -> str | None:
         """The channel this alert goes to (None: the notifier's only destination)."""
         ...
 
-    def send(self, alert: Alert, channel: str | None, *, instance_id: str) -> str | None:
-        """Send; return the message ``ts`` when there is one. Raises :class:`DeliveryError`."""
+    def send(
+        self,
+        alert: Alert,
+        channel: str | None,
+        *,
+        instance_id: str,
+        story: StoryView | None = None,
+    ) -> str | None:
+        """Send; return the message ``ts`` when there is one. Raises :class:`DeliveryError`.
+
+        ``story.followup`` with a ``thread_ts``: a reply in the root's thread.
+        """
         ...
 
-    def find_sent(self, alert: Alert, channel: str | None, *, instance_id: str) -> str | None:
+    def find_sent(
+        self,
+        alert: Alert,
+        channel: str | None,
+        *,
+        instance_id: str,
+        story: StoryView | None = None,
+    ) -> str | None:
         """The ``ts`` of this alert's message if it is already in the channel, else None."""
+        ...
+
+    def update_story(
+        self, root: Alert, story: StoryView, channel: str, ts: str, *, instance_id: str
+    ) -> None:
+        """Edit the story's root message to show ``story`` (idempotent: safe to repeat)."""
+        ...
+
+    def send_batch(self, story: StoryView, alerts: list[Alert]) -> None:
+        """Send several follow-ups of one story as one message (no threads)."""
         ...
 
     def verify(self) -> str:

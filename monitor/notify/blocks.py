@@ -16,6 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from monitor.models import Alert
+from monitor.parties import describe_parties
+from monitor.stories import StoryView
 
 HEADER_LIMIT = 150  # Slack: header text
 SECTION_LIMIT = 3000  # Slack: section / context element text
@@ -55,8 +57,13 @@ def safe_link(url: str | None) -> str | None:
     return url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E")
 
 
-def build_message(alert: Alert) -> dict[str, Any]:
-    """Return ``{"text": fallback, "blocks": [...]}`` for one alert, within Slack's limits."""
+def build_message(alert: Alert, story: StoryView | None = None) -> dict[str, Any]:
+    """Return ``{"text": fallback, "blocks": [...]}`` for one alert, within Slack's limits.
+
+    With ``story``, the message also names the parties and the kind of agreement, and,
+    once more than one source carried the story, "Reported by N sources: …" (the root
+    message is edited with ``chat.update`` as reports join).
+    """
     title = _clean(alert.title) or "(untitled)"
     source = _clean(alert.source) or "unknown source"
     blocks: list[dict[str, Any]] = [
@@ -70,7 +77,13 @@ def build_message(alert: Alert) -> dict[str, Any]:
     if summary:
         text = _fit(summary, min(SUMMARY_SOFT_LIMIT, SECTION_LIMIT), sentences=True)
         blocks.append({"type": "section", "text": _mrkdwn(text)})
+    if story is not None:
+        what = _story_lines(story)
+        if what:
+            blocks.append({"type": "section", "text": _mrkdwn(what)})
     blocks.append({"type": "context", "elements": [_mrkdwn(_context_line(alert, source))]})
+    if story is not None and len(story.sources) > 1:
+        blocks.append({"type": "context", "elements": [_mrkdwn(_sources_line(story.sources))]})
     link = safe_link(alert.link)
     if link is not None:
         blocks.append({"type": "section", "text": _mrkdwn(f"<{escape_mrkdwn(link)}|{LINK_LABEL}>")})
@@ -78,6 +91,61 @@ def build_message(alert: Alert) -> dict[str, Any]:
     tail = f" — {_fit(source, 200)}"
     fallback = prefix + _fit(title, FALLBACK_LIMIT - len(prefix) - _units(tail)) + tail
     return {"text": fallback, "blocks": blocks}
+
+
+def build_followup(alert: Alert, story: StoryView | None = None) -> dict[str, Any]:
+    """A reply in the story's thread: "Also reported by FedScoop: <title>" and its link."""
+    line = _followup_line(alert)
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": _mrkdwn(line)}]
+    if story is not None and story.parties:
+        parties = "Parties: " + _fit(describe_parties(story.parties), 600)
+        blocks.append({"type": "context", "elements": [_mrkdwn(parties)]})
+    fallback = "Also reported by " + _fit(_clean(alert.source) or "unknown source", 200)
+    return {"text": fallback, "blocks": blocks}
+
+
+def build_batch(story: StoryView, alerts: list[Alert]) -> dict[str, Any]:
+    """One message for several follow-ups of a story (webhook mode cannot thread)."""
+    head = _fit(_clean(story.root_title) or "(untitled)", 300)
+    lines = [f"More reports on: {head}"]
+    budget = SECTION_LIMIT - _units(lines[0]) - 40
+    shown = 0
+    for alert in alerts:
+        line = "• " + _followup_line(alert)
+        if _units(line) + 1 > budget:
+            break
+        budget -= _units(line) + 1
+        lines.append(line)
+        shown += 1
+    if shown < len(alerts):
+        lines.append(f"…and {len(alerts) - shown} more")
+    sources = ", ".join(_clean(a.source) for a in alerts)
+    fallback = "Also reported by " + _fit(sources, FALLBACK_LIMIT - 40)
+    return {"text": fallback, "blocks": [{"type": "section", "text": _mrkdwn("\n".join(lines))}]}
+
+
+def _followup_line(alert: Alert) -> str:
+    source = _fit(_clean(alert.source) or "unknown source", 200)
+    title = _fit(_clean(alert.title) or "(untitled)", HEADER_LIMIT)
+    line = f"Also reported by {source}: {title}"
+    link = safe_link(alert.link)
+    if link is not None:
+        line += f" <{escape_mrkdwn(link)}|{LINK_LABEL}>"
+    return line
+
+
+def _story_lines(story: StoryView) -> str:
+    lines = []
+    if story.agreement:
+        lines.append("Agreement: " + _fit(_clean(story.agreement), 200))
+    if story.parties:
+        lines.append("Parties: " + _fit(_clean(describe_parties(story.parties)), 1000))
+    return "\n".join(lines)
+
+
+def _sources_line(sources: tuple[str, ...]) -> str:
+    names = ", ".join(_clean(s) for s in sources)
+    return f"Reported by {len(sources)} sources: " + _fit(names, 1500)
 
 
 def _context_line(alert: Alert, source: str) -> str:

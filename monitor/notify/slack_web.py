@@ -26,7 +26,8 @@ from slack_sdk.errors import SlackApiError
 
 from monitor.errors import DeliveryError
 from monitor.models import Alert
-from monitor.notify.blocks import build_message, escape_mrkdwn
+from monitor.notify.blocks import build_followup, build_message, escape_mrkdwn
+from monitor.stories import StoryView
 
 EVENT_TYPE = "ai_safety_partnership_alert"
 LOOKUP_MARGIN = timedelta(minutes=5)  # Slack's clock vs ours
@@ -195,6 +196,7 @@ class SlackBotNotifier:
 
     mode = "slack-bot"
     exactly_once = True
+    threads = True
 
     def __init__(
         self,
@@ -234,38 +236,76 @@ class SlackBotNotifier:
             )
         return channel
 
-    def send(self, alert: Alert, channel: str | None, *, instance_id: str) -> str | None:
-        """Post one alert; return its ``ts``. Raises :class:`DeliveryError`."""
-        message = build_message(alert)
-        payload = {
-            "event_type": EVENT_TYPE,
-            "event_payload": {"alert_id": alert.id, "instance": instance_id},
+    def send(
+        self,
+        alert: Alert,
+        channel: str | None,
+        *,
+        instance_id: str,
+        story: StoryView | None = None,
+    ) -> str | None:
+        """Post one alert (a follow-up as a reply in its story's thread); return its ``ts``.
+
+        Raises :class:`DeliveryError`.
+        """
+        reply = story is not None and story.followup and story.thread_ts is not None
+        message = build_followup(alert, story) if reply else build_message(alert, story)
+        body: dict[str, Any] = {
+            "channel": channel or self._default(alert),
+            **message,
+            "unfurl_links": False,
+            "unfurl_media": False,
+            "link_names": False,
+            "metadata": _metadata(alert.id, instance_id),
         }
-        data = self._call(
-            f"alert {alert.id}",
-            "chat.postMessage",
-            json={
-                "channel": channel or self._default(alert),
-                **message,
-                "unfurl_links": False,
-                "unfurl_media": False,
-                "link_names": False,
-                "metadata": payload,
-            },
-        )
+        if reply and story is not None:
+            body["thread_ts"] = story.thread_ts
+        data = self._call(f"alert {alert.id}", "chat.postMessage", json=body)
         if channel and isinstance(data.get("channel"), str):
             self._ids[channel] = data["channel"]
         return str(data["ts"]) if data.get("ts") is not None else None
 
-    def find_sent(self, alert: Alert, channel: str | None, *, instance_id: str) -> str | None:
+    def update_story(
+        self, root: Alert, story: StoryView, channel: str, ts: str, *, instance_id: str
+    ) -> None:
+        """``chat.update`` the root message with the story's sources. Idempotent.
+
+        Raises :class:`DeliveryError`.
+        """
+        what = f"story {story.story} update"
+        body = {
+            "channel": self._resolve(channel, what),  # chat.update takes IDs, not names
+            "ts": ts,
+            **build_message(root, story),
+            "link_names": False,
+            "metadata": _metadata(root.id, instance_id),  # keep the root findable
+        }
+        self._call(what, "chat.update", json=body)
+
+    def send_batch(self, story: StoryView, alerts: list[Alert]) -> None:
+        """Not used in bot mode (follow-ups are thread replies)."""
+        raise NotImplementedError("the bot replies in threads; batches are for webhooks")
+
+    def find_sent(
+        self,
+        alert: Alert,
+        channel: str | None,
+        *,
+        instance_id: str,
+        story: StoryView | None = None,
+    ) -> str | None:
         """Look the alert up in the channel's recent history; its ``ts``, or None if absent.
 
+        A thread reply is looked up in its thread (``conversations.replies``), since
+        ``conversations.history`` lists only top-level messages.
         Raises :class:`DeliveryError` (kind ``lookup`` when the history is too long
         to settle the question) rather than guessing "not sent".
         """
         what = f"alert {alert.id} lookup"
         channel_id = self._resolve(channel or self._default(alert), what)
         oldest = (alert.created_at - LOOKUP_MARGIN).timestamp()
+        thread = story.thread_ts if story is not None and story.followup else None
+        method = "conversations.replies" if thread else "conversations.history"
         cursor = ""
         for _ in range(LOOKUP_PAGES):
             params: dict[str, Any] = {
@@ -274,9 +314,11 @@ class SlackBotNotifier:
                 "limit": 200,
                 "include_all_metadata": True,
             }
+            if thread:
+                params["ts"] = thread
             if cursor:
                 params["cursor"] = cursor
-            data = self._call(what, "conversations.history", params=params, http_verb="GET")
+            data = self._call(what, method, params=params, http_verb="GET")
             for message in data.get("messages") or []:
                 if _is_ours(message, alert.id, instance_id):
                     return str(message["ts"])
@@ -361,6 +403,13 @@ class SlackBotNotifier:
         except Exception as exc:  # urllib / http.client: classify, never echo the request
             raise network_error(exc, what) from None
         return response.data if isinstance(response.data, dict) else {}
+
+
+def _metadata(alert_id: int, instance_id: str) -> dict[str, Any]:
+    return {
+        "event_type": EVENT_TYPE,
+        "event_payload": {"alert_id": alert_id, "instance": instance_id},
+    }
 
 
 def _is_ours(message: Mapping[str, Any], alert_id: int, instance_id: str) -> bool:

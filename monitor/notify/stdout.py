@@ -8,6 +8,8 @@ from datetime import UTC
 from typing import TextIO
 
 from monitor.models import Alert
+from monitor.parties import describe_parties
+from monitor.stories import StoryView
 
 _WIDTH = 78
 _SUMMARY_LIMIT = 600
@@ -18,6 +20,7 @@ class StdoutNotifier:
 
     mode = "stdout"
     exactly_once = False
+    threads = False
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -29,18 +32,44 @@ class StdoutNotifier:
         """Always None: there are no channels on stdout."""
         return None
 
-    def send(self, alert: Alert, channel: str | None, *, instance_id: str) -> str | None:
-        """Print the alert; returns None."""
-        text = format_alert(alert)
+    def send(
+        self,
+        alert: Alert,
+        channel: str | None,
+        *,
+        instance_id: str,
+        story: StoryView | None = None,
+    ) -> str | None:
+        """Print the alert (a follow-up as one "Also reported by" line); returns None."""
+        text = format_followup(alert) if story and story.followup else format_alert(alert, story)
+        self._write(text)
+        return None
+
+    def update_story(
+        self, root: Alert, story: StoryView, channel: str, ts: str, *, instance_id: str
+    ) -> None:
+        """Nothing to edit on a stream."""
+
+    def send_batch(self, story: StoryView, alerts: list[Alert]) -> None:
+        """Print each follow-up's line."""
+        self._write("".join(format_followup(a) for a in alerts))
+
+    def _write(self, text: str) -> None:
         try:
             self._stream.write(text)
         except UnicodeEncodeError:  # e.g. an ASCII-only terminal and an emoji title
             encoding = getattr(self._stream, "encoding", None) or "ascii"
             self._stream.write(text.encode(encoding, "replace").decode(encoding))
         self._stream.flush()
-        return None
 
-    def find_sent(self, alert: Alert, channel: str | None, *, instance_id: str) -> str | None:
+    def find_sent(
+        self,
+        alert: Alert,
+        channel: str | None,
+        *,
+        instance_id: str,
+        story: StoryView | None = None,
+    ) -> str | None:
         """Always None: a stream cannot be read back."""
         return None
 
@@ -49,7 +78,15 @@ class StdoutNotifier:
         return "stdout: no Slack setting; alerts are printed to standard output"
 
 
-def format_alert(alert: Alert) -> str:
+def format_followup(alert: Alert) -> str:
+    """One line (and its link) for a later report of a story already printed."""
+    line = f"   Also reported by {_plain(alert.source)}: {_plain(alert.title) or '(untitled)'}\n"
+    if alert.link:
+        line += f"   {_plain(alert.link)}\n"
+    return line + "\n"
+
+
+def format_alert(alert: Alert, story: StoryView | None = None) -> str:
     """The text block printed for one alert (ends with a blank line)."""
     published = alert.published.astimezone(UTC).strftime("%Y-%m-%d")
     rules = ", ".join(alert.rules) or alert.rule
@@ -60,6 +97,10 @@ def format_alert(alert: Alert) -> str:
     ]
     if alert.matched_terms:
         lines.append("matched: " + _plain(", ".join(alert.matched_terms)))
+    if story is not None and story.agreement:
+        lines.append("agreement: " + _plain(story.agreement))
+    if story is not None and story.parties:
+        lines.append("parties: " + _plain(describe_parties(story.parties)))
     if alert.link:
         lines.append(_plain(alert.link))
     summary = _plain(alert.summary)

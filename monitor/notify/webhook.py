@@ -18,8 +18,9 @@ from slack_sdk.webhook import WebhookClient
 
 from monitor.errors import DeliveryError
 from monitor.models import Alert
-from monitor.notify.blocks import build_message
+from monitor.notify.blocks import build_batch, build_message
 from monitor.notify.slack_web import classify, network_error, sdk_logger
+from monitor.stories import StoryView
 
 # Webhook errors come back as text bodies with an HTTP status.
 _LIVE_PROBE_ANSWERS = frozenset(
@@ -42,6 +43,7 @@ class WebhookNotifier:
 
     mode = "slack-webhook"
     exactly_once = False
+    threads = False  # follow-ups are batched or dropped by the deliverer (docs/slack.md)
 
     def __init__(self, url: str, *, timeout: float = 15.0) -> None:
         parts = urlsplit(url)
@@ -60,10 +62,18 @@ class WebhookNotifier:
         """Always None: the webhook decides the channel (rule channels are ignored)."""
         return None
 
-    def send(self, alert: Alert, channel: str | None, *, instance_id: str) -> str | None:
+    def send(
+        self,
+        alert: Alert,
+        channel: str | None,
+        *,
+        instance_id: str,
+        story: StoryView | None = None,
+    ) -> str | None:
         """Post one alert. Returns None (webhooks give no ``ts``). Raises :class:`DeliveryError`."""
+        root = story if story is None or not story.followup else None
         body = {
-            **build_message(alert),
+            **build_message(alert, root),
             "unfurl_links": False,
             "unfurl_media": False,
             "link_names": False,
@@ -71,7 +81,29 @@ class WebhookNotifier:
         self._post(f"alert {alert.id}", body)
         return None
 
-    def find_sent(self, alert: Alert, channel: str | None, *, instance_id: str) -> str | None:
+    def send_batch(self, story: StoryView, alerts: list[Alert]) -> None:
+        """Post several follow-ups of one story as one message. Raises :class:`DeliveryError`."""
+        body = {
+            **build_batch(story, alerts),
+            "unfurl_links": False,
+            "unfurl_media": False,
+            "link_names": False,
+        }
+        self._post(f"story {story.story} follow-ups", body)
+
+    def update_story(
+        self, root: Alert, story: StoryView, channel: str, ts: str, *, instance_id: str
+    ) -> None:
+        """Webhooks cannot edit a message: nothing to do."""
+
+    def find_sent(
+        self,
+        alert: Alert,
+        channel: str | None,
+        *,
+        instance_id: str,
+        story: StoryView | None = None,
+    ) -> str | None:
         """Webhooks cannot read history: always None (hence at-least-once)."""
         return None
 

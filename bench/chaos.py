@@ -5,6 +5,7 @@ Usage::
     .venv/bin/python bench/chaos.py --kills 200 --mode bot       # exactly once
     .venv/bin/python bench/chaos.py --kills 200 --mode webhook   # at least once
     .venv/bin/python bench/chaos.py --kills 20 --seed 7 -v       # quick look
+    .venv/bin/python bench/chaos.py --kills 200 --fault-rate 0.3 # fewer Slack faults
 
 What it does, all on 127.0.0.1 and in a temporary directory:
 
@@ -23,7 +24,9 @@ What it does, all on 127.0.0.1 and in a temporary directory:
    - ``parse-write``: 0–40 ms after a feed answered (parse, match, the
      database write);
    - ``slack-held``: Slack has recorded the message and holds its answer back
-     (the "Slack got it, we never heard" window);
+     (the "Slack got it, we never heard" window; the held answer is queued
+     for the next Slack call, so when that call is a lookup the kill lands
+     right after an ordinary post instead);
    - ``slack-answered``: right after Slack recorded a message (the answer races
      our record of it);
    - ``random``: 0–3 s after start.
@@ -34,10 +37,11 @@ What it does, all on 127.0.0.1 and in a temporary directory:
 3. Settles: no more faults, a clean ``monitor once --force`` and ``monitor
    outbox --retry`` until the outbox is empty.
 4. Checks every entry that should have alerted against the messages Slack
-   holds (by title; in bot mode also by ``metadata.event_payload.alert_id``)
-   and the database (one delivered alert per entry, integrity ok), prints the
-   scorecard and exits 1 when the guarantee of the mode is broken: bot mode
-   exactly once, webhook mode at least once.
+   holds (bot token: by ``metadata.event_payload.alert_id``, thread replies
+   included, mapped to titles through the database; webhook: by the header
+   block) and the database (one delivered alert per entry, integrity ok),
+   prints the scorecard and exits 1 when the guarantee of the mode is broken:
+   bot mode exactly once, webhook mode at least once.
 
 The harness needs nothing but the repository's virtualenv. Every server and
 child process stops by itself: each life is bounded in time, the whole run

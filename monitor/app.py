@@ -14,16 +14,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor.config import FEEDS_FILE, FeedsConfig, load_feeds
-from monitor.deliver import Deliverer, DeliveryReport
+from monitor.deliver import Deliverer, DeliveryReport, FollowupPolicy
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, ConfigErrors
 from monitor.feedhealth import FeedHealthReporter, HealthPolicy
 from monitor.fetch import FetchLimits, make_client
 from monitor.models import Feed
 from monitor.notify import Notifier
+from monitor.parties import PARTIES_FILE, Gazetteer, load_parties
 from monitor.pipeline import PollReport, PollSettings, poll_all
 from monitor.rules import RuleSet, load_rules
-from monitor.store import Store
+from monitor.store import Clustering, Store
+from monitor.stories import ClusterSettings
 
 log = logging.getLogger("monitor")
 
@@ -94,6 +96,16 @@ class Config:
     feeds: FeedsConfig
     rules: RuleSet
     rules_dir: Path
+    parties: Gazetteer = field(default_factory=Gazetteer)
+
+    def clustering(self, env: Mapping[str, str]) -> Clustering:
+        """Story clustering with this config's gazetteer and ``MONITOR_STORY_WINDOW``."""
+        raw = env.get("MONITOR_STORY_WINDOW") or "7d"
+        try:
+            window = parse_duration(raw)
+        except ValueError as exc:
+            raise ConfigError(f"MONITOR_STORY_WINDOW: {exc}") from exc
+        return Clustering(self.parties, ClusterSettings(window=window))
 
 
 def load_config(rules_dir: Path, *, check_examples: bool = False) -> Config:
@@ -113,9 +125,17 @@ def load_config(rules_dir: Path, *, check_examples: bool = False) -> Config:
         errors.extend(exc.errors)
     if rules is not None and check_examples:
         errors.extend(rules.check_examples())
+    parties = Gazetteer()
+    if (rules_dir / PARTIES_FILE).exists():
+        try:
+            parties = load_parties(rules_dir / PARTIES_FILE)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+        except ConfigError as exc:
+            errors.append(exc)
     if errors or feeds is None or rules is None:
         raise ConfigErrors(errors)
-    return Config(feeds, rules, rules_dir)
+    return Config(feeds, rules, rules_dir, parties)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +192,19 @@ async def run_cycle(
 
 
 def make_deliverer(
-    store: Store, notifier: Notifier, now: Callable[[], datetime] = utc_now
+    store: Store,
+    notifier: Notifier,
+    now: Callable[[], datetime] = utc_now,
+    env: Mapping[str, str] | None = None,
 ) -> Deliverer:
-    """The outbox deliverer for ``notifier``."""
-    return Deliverer(store, notifier, now=now, logger=logging.getLogger("monitor.deliver"))
+    """The outbox deliverer for ``notifier`` (webhook follow-up policy from ``env``)."""
+    return Deliverer(
+        store,
+        notifier,
+        now=now,
+        logger=logging.getLogger("monitor.deliver"),
+        followups=FollowupPolicy.from_env(env or {}),
+    )
 
 
 def env_path(value: Path | None, env_name: str, default: Path) -> Path:

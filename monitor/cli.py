@@ -36,6 +36,7 @@ from monitor.app import (
 from monitor.backtest import backtest, render_backtest, stored_entries
 from monitor.config import FEEDS_FILE, dump_feeds, load_feeds
 from monitor.dedupe import Backfill
+from monitor.deliver import FollowupPolicy
 from monitor.discover import DiscoveredFeed, DiscoveryError, discover, render_yaml
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, ConfigErrors, DeliveryError, StoreError
@@ -48,8 +49,10 @@ from monitor.lock import state_lock
 from monitor.models import AlertStatus
 from monitor.notify import notifier_from_env
 from monitor.opml import OpmlError, export_opml, parse_opml
+from monitor.parties import describe_parties
 from monitor.pipeline import PollSettings
 from monitor.store import FeedState, Outcome, Store
+from monitor.stories import render_membership
 
 log = logging.getLogger("monitor")
 
@@ -330,11 +333,14 @@ def _check(rules_dir: Path, *, slack: bool) -> int:
                 f"SLACK_CHANNEL is not set and rule(s) {', '.join(homeless)} name no channel: "
                 "set SLACK_CHANNEL (e.g. #ai-safety) or give each rule a 'channel:'"
             )
+    config.clustering(os.environ)
+    FollowupPolicy.from_env(os.environ)
     examples = sum(len(r.examples) for r in config.rules.rules)
     line = (
         f"ok: {len(config.feeds.feeds)} feeds, {len(config.rules.rules)} rules in "
         f"{len(config.rules.files)} file(s), {len(config.rules.lists)} term lists, "
-        f"{examples} rule examples pass; delivery: {notifier.mode}"
+        f"{examples} rule examples pass, {len(config.parties.parties)} parties and "
+        f"{len(config.parties.agreements)} agreement kinds; delivery: {notifier.mode}"
     )
     if slack:
         line += f" ({notifier.verify()})"
@@ -352,7 +358,11 @@ def _once(rules_dir: Path, state_path: Path, args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ConfigError(f"--backfill: {exc}") from exc
     poll = PollSettings(
-        limits=settings.limits, backfill=backfill, retention=settings.retention, force=args.force
+        limits=settings.limits,
+        backfill=backfill,
+        retention=settings.retention,
+        force=args.force,
+        clustering=config.clustering(os.environ),
     )
     dry = bool(args.dry_run)
     if dry:
@@ -369,7 +379,7 @@ def _once_in(
         deliverer = feed_health = None
         if not dry:
             notifier = notifier_from_env(os.environ, stdout=sys.stdout)
-            deliverer = make_deliverer(store, notifier)
+            deliverer = make_deliverer(store, notifier, env=os.environ)
             feed_health = make_feed_health(store, notifier, os.environ)
         report = asyncio.run(
             run_cycle(
@@ -409,6 +419,13 @@ def outcome_json(outcome: Outcome) -> dict[str, object]:
         "entry_id": entry.id,
         "channel": outcome.match.channel,
     }
+    data["story"] = outcome.story
+    data["parties"] = list(outcome.parties)
+    data["agreement"] = outcome.agreement
+    if outcome.followup:
+        data["followup"] = True  # posted as a reply in the story's thread
+    if outcome.story_reason:
+        data["story_reason"] = outcome.story_reason
     if outcome.duplicate_of is not None:
         data["duplicate_of"] = outcome.duplicate_of
     return data
@@ -440,6 +457,17 @@ def _explain(rules_dir: Path, state_path: Path, args: argparse.Namespace, *, std
         link=link,
     )
     print(render_explanation(explanations), file=stdout)
+    parties = config.parties.find(title, summary)
+    agreement = config.parties.agreement(title, summary)
+    print(f"\nParties: {describe_parties(parties) or '(none found)'}", file=stdout)
+    print(f"Agreement: {agreement or '(no kind recognised)'}", file=stdout)
+    if args.link:
+        store = Store.open_snapshot(state_path)
+        try:
+            rows = store.story_membership(link=link)
+        finally:
+            store.close()
+        print("\n" + render_membership(rows), file=stdout)
     return 0
 
 
@@ -575,7 +603,8 @@ def _outbox_in(state_path: Path, *, retry: bool, stdout: TextIO) -> int:
     try:
         if retry:
             count = store.requeue(utc_now())
-            deliverer = make_deliverer(store, notifier_from_env(os.environ, stdout=stdout))
+            notifier = notifier_from_env(os.environ, stdout=stdout)
+            deliverer = make_deliverer(store, notifier, env=os.environ)
             report = asyncio.run(deliverer.deliver_pending())
             print(
                 f"retried {count} alert(s): delivered {report.delivered}, "

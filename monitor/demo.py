@@ -22,9 +22,10 @@ from monitor.app import Settings, make_deliverer, run_cycle
 from monitor.dedupe import Backfill
 from monitor.models import Feed
 from monitor.notify import notifier_from_env
+from monitor.parties import PARTIES_FILE, Gazetteer, load_parties
 from monitor.pipeline import PollSettings
 from monitor.rules import load_rules
-from monitor.store import Store
+from monitor.store import Clustering, Store
 
 DEMO_FEEDS = {
     "gov-uk-dsit.xml": ("Demo GOV.UK DSIT", "application/atom+xml"),
@@ -78,6 +79,8 @@ def serve_demo_feeds() -> Iterator[str]:
 def run_demo(rules_dir: Path, *, stdout: TextIO) -> int:
     """Run one offline cycle over the sample feeds and print the alerts."""
     rules = load_rules(rules_dir)
+    parties = rules_dir / PARTIES_FILE
+    gazetteer = load_parties(parties) if parties.exists() else Gazetteer()
     settings = Settings(concurrency=1)  # poll in order, so the output is the same every run
     with serve_demo_feeds() as base:
         feeds = tuple(
@@ -87,7 +90,11 @@ def run_demo(rules_dir: Path, *, stdout: TextIO) -> int:
         store = Store.open_snapshot(Path("/nonexistent/demo.db"))
         try:
             deliverer = make_deliverer(store, notifier_from_env({}, stdout=stdout))
-            poll = PollSettings(limits=settings.limits, backfill=Backfill(None))
+            poll = PollSettings(
+                limits=settings.limits,
+                backfill=Backfill(None),
+                clustering=Clustering(gazetteer),
+            )
             report = asyncio.run(
                 run_cycle(
                     feeds,

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import http
-import importlib.util
 import math
 import re
 import socket
 import ssl
-import sys
 import time
 import zlib
 from dataclasses import dataclass, field, replace
@@ -59,24 +57,6 @@ ACCEPT = (
     "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5"
 )
 ACCEPT_ENCODING = "gzip, deflate"  # exactly what _BoundedDecoder can decode
-
-
-def _remember_sniffio_is_missing() -> None:
-    """Make httpcore's per-request ``import sniffio`` fail fast when sniffio is not installed.
-
-    httpcore 1.x imports sniffio inside ``current_async_library()``, which runs for
-    every request its connection pool handles; nothing installs sniffio any more
-    (anyio 4 and httpx 0.28 dropped it), so each of those imports searches all of
-    ``sys.path`` and fails: about 0.5 ms of CPU a request, 5 s of a 1,000-feed cold
-    cycle once parse threads contend for the GIL (bench/cycle.py). A ``None`` in
-    ``sys.modules`` is Python's documented "not importable" mark: the import then
-    fails at once, and httpcore falls back to asyncio, exactly as before.
-    """
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
-
-
-_remember_sniffio_is_missing()
 
 _PERMANENT_REDIRECTS = frozenset({301, 308})
 _RETRY_LATER = frozenset({429, 503})
@@ -271,7 +251,6 @@ async def _follow(
             if response.next_request is None:
                 return await _finish(response, trail, validators, limits)
             target = str(response.next_request.url)
-            await _drain(response)
         finally:
             await response.aclose()
         if len(trail.hops) >= limits.max_redirects:
@@ -304,7 +283,6 @@ async def _finish(
         retry_after=retry_after,
     )
     if code == 304:
-        await _drain(response)
         kept = Validators(
             etag=response.headers.get("etag", validators.etag),
             last_modified=response.headers.get("last-modified", validators.last_modified),
@@ -394,33 +372,6 @@ def _strip_userinfo(url: str) -> str:
 
 
 # -- the body -----------------------------------------------------------------------
-
-_DRAIN_LIMIT = 64 * 1024  # raw bytes we read and drop to keep a connection for the next feed
-_DRAIN_SECONDS = 1.0
-
-
-async def _drain(response: httpx.Response) -> None:
-    """Read and drop the body of a response we do not use, when it is small and says so.
-
-    Closing a response whose body was not read makes httpcore close its
-    connection, so every ``304`` (and redirect hop) cost a new TCP connection:
-    1,000 connects in a steady 1,000-feed cycle (bench/cycle.py). A body that is
-    empty by definition (``304``) or announces a small ``Content-Length`` is read
-    raw (never decoded) within a short timeout; anything else, or any trouble,
-    leaves the connection to be closed as before. Never raises for network trouble.
-    """
-    declared = response.headers.get("content-length", "")
-    if response.status_code != 304 and not (declared.isdigit() and int(declared) <= _DRAIN_LIMIT):
-        return
-    try:
-        async with asyncio.timeout(_DRAIN_SECONDS):
-            received = 0
-            async for chunk in response.aiter_raw():
-                received += len(chunk)
-                if received > _DRAIN_LIMIT:
-                    return
-    except (TimeoutError, httpx.HTTPError, OSError):
-        return
 
 
 async def _read_body(response: httpx.Response, limits: FetchLimits) -> bytes:

@@ -23,7 +23,7 @@ from monitor.fetch import FetchLimits, fetch
 from monitor.models import Entry, Feed, FetchResult, FetchStatus
 from monitor.rules import RuleSet
 from monitor.sources import read_entries
-from monitor.store import FeedState, Outcome, Store
+from monitor.store import Clustering, FeedState, Outcome, Store
 
 log = logging.getLogger("monitor.pipeline")
 
@@ -38,6 +38,7 @@ class PollSettings:
     link_window: timedelta = timedelta(days=30)
     backoff_cap: timedelta = timedelta(hours=6)
     force: bool = False  # poll even when the feed is backing off
+    clustering: Clustering = field(default_factory=Clustering)  # parties and story knobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +171,9 @@ async def poll_feed(
         entries_last_poll=len(entries),
         first_polled_at=state.first_polled_at or when,
     )
-    outcomes = store.record_poll(done, entries, found, when, link_window=settings.link_window)
+    outcomes = store.record_poll(
+        done, entries, found, when, link_window=settings.link_window, clustering=settings.clustering
+    )
     if state.first_poll and fresh and settings.backfill is None:
         log.info(
             "first poll of %r: recorded %d existing entries without alerting "

@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -85,7 +87,11 @@ class Service:
         self.deliverer = deliverer
         self.settings = settings
         self.now = now
-        self.poll_settings = PollSettings(limits=settings.limits, retention=settings.retention)
+        self.poll_settings = PollSettings(
+            limits=settings.limits,
+            retention=settings.retention,
+            clustering=config.clustering(os.environ),
+        )
         self._stop = asyncio.Event()
         self._wake_delivery = asyncio.Event()
         self._in_flight: set[asyncio.Task[object]] = set()
@@ -164,6 +170,7 @@ class Service:
         changes = diff_feeds(self.config.feeds.feeds, config.feeds.feeds)
         # Polls already running keep the rules they started with; new ones see the new set.
         self.config = config
+        self.poll_settings = replace(self.poll_settings, clustering=config.clustering(os.environ))
         if self.scheduler is not None:
             for feed in (*changes.removed, *changes.changed):
                 with contextlib.suppress(JobLookupError):
@@ -334,7 +341,7 @@ def _serve(
         service = Service(
             config,
             store,
-            make_deliverer(store, notifier),
+            make_deliverer(store, notifier, env=env),
             settings,
             mode=notifier.mode,
             metrics=metrics,

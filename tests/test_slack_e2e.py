@@ -134,7 +134,7 @@ def expected_titles(rules_dir: Path, state: Path, slack: SlackEmulator) -> list[
     )
     assert dry.returncode == 0, dry.stderr
     lines = [json.loads(line) for line in dry.stdout.splitlines()]
-    return sorted(x["title"] for x in lines if "duplicate_of" not in x)
+    return sorted(x["title"] for x in lines if "duplicate_of" not in x and not x.get("followup"))
 
 
 def unescape(text: str) -> str:
@@ -255,3 +255,106 @@ def test_kill_between_post_and_record_does_not_double_post(
     again = monitor(slow_slack, "once", "--rules", str(rules_dir), "--state", str(state))
     assert again.returncode == 0, again.stderr
     assert_each_posted_once(slow_slack, expected)
+
+
+def test_one_story_from_five_sources_is_one_message_with_four_replies(
+    tmp_path: Path, feed_server: FeedServer, slack: SlackEmulator
+) -> None:
+    from tests.test_threads import US_UK
+
+    feeds = []
+    for n, (outlet, title, summary) in enumerate(US_UK):
+        path = f"/outlet{n}.xml"
+        feed_server.set(
+            path,
+            rss(
+                [
+                    {
+                        "title": title,
+                        "guid": f"{outlet}-1",
+                        "link": f"https://{outlet.lower().replace('.', '')}.example/us-uk",
+                        "description": summary,
+                        "pubDate": NOW - timedelta(hours=5 - n),
+                    }
+                ]
+            ),
+        )
+        feeds.append({"name": outlet, "url": feed_server.url(path)})
+    rules_dir = write_rules_dir(tmp_path, feeds)
+    (rules_dir / "parties.yaml").write_text(
+        (REPO / "rules" / "parties.yaml").read_text("utf-8"), "utf-8"
+    )
+    state = tmp_path / "m.db"
+    dry = monitor(
+        slack,
+        "once",
+        "--dry-run",
+        "--backfill",
+        "all",
+        "--rules",
+        str(rules_dir),
+        "--state",
+        str(state),
+    )
+    lines = [json.loads(line) for line in dry.stdout.splitlines()]
+    assert len(lines) == 5 and len({x["story"] for x in lines}) == 1
+    assert [bool(x.get("followup")) for x in lines] == [False, True, True, True, True]
+    assert lines[0]["parties"] == ["United Kingdom", "United States"]
+    assert all(x["story_reason"] for x in lines[1:])
+    result = monitor(
+        slack, "once", "--backfill", "all", "--rules", str(rules_dir), "--state", str(state)
+    )
+    assert result.returncode == 0, result.stderr
+    [root] = slack.top_level("C0ALERTS")
+    assert len(slack.replies(root.ts)) == 4
+    assert "Also reported by" in slack.replies(root.ts)[0].text
+    assert "Parties:" in json.dumps(root.blocks)
+    assert "Reported by 5 sources" in json.dumps(root.blocks) + json.dumps(
+        [u.blocks for u in slack.updates]
+    )
+    again = monitor(slack, "once", "--rules", str(rules_dir), "--state", str(state))
+    assert again.returncode == 0 and len(slack.messages) == 5
+
+
+def test_two_events_by_the_same_institute_are_two_stories(
+    tmp_path: Path, feed_server: FeedServer, slack: SlackEmulator
+) -> None:
+    feed_server.set(
+        "/gov.xml",
+        rss(
+            [
+                {
+                    "title": "UK AI Security Institute signs memorandum with Canada on AI safety",
+                    "guid": "1",
+                    "link": "https://gov.example/uk-canada",
+                    "description": "The UK and Canada will collaborate on AI safety research.",
+                    "pubDate": NOW - timedelta(days=2),
+                },
+                {
+                    "title": "UK AI Security Institute signs memorandum with Japan on AI safety",
+                    "guid": "2",
+                    "link": "https://gov.example/uk-japan",
+                    "description": "The UK and Japan will collaborate on AI safety research.",
+                    "pubDate": NOW - timedelta(days=1),
+                },
+            ]
+        ),
+    )
+    rules_dir = write_rules_dir(tmp_path, [{"name": "Gov", "url": feed_server.url("/gov.xml")}])
+    (rules_dir / "parties.yaml").write_text(
+        (REPO / "rules" / "parties.yaml").read_text("utf-8"), "utf-8"
+    )
+    dry = monitor(
+        slack,
+        "once",
+        "--dry-run",
+        "--backfill",
+        "all",
+        "--rules",
+        str(rules_dir),
+        "--state",
+        str(tmp_path / "m.db"),
+    )
+    lines = [json.loads(line) for line in dry.stdout.splitlines()]
+    assert len(lines) == 2 and lines[0]["story"] != lines[1]["story"]
+    assert not any(x.get("followup") for x in lines)

@@ -71,7 +71,7 @@ US_UK = [
 
 
 class StoryStore(Store):
-    """The store as the service will wire it: record_poll with the shipped gazetteer."""
+    """A store whose direct record_poll calls use the shipped gazetteer (polls pass it too)."""
 
     def record_poll(self, *args: Any, **kwargs: Any) -> list[Outcome]:
         kwargs.setdefault("clustering", CLUSTERING)
@@ -142,7 +142,7 @@ def poll_feeds(
                 client=client,
                 store=store,
                 rules=rules,
-                settings=PollSettings(backfill=Backfill(None)),
+                settings=PollSettings(backfill=Backfill(None), clustering=CLUSTERING),
                 now=clock.now,
                 concurrency=1,  # fixed order: the first outlet's report is the root
             )

@@ -35,7 +35,7 @@ chaos = _load_chaos()
 def test_twenty_kills_with_a_bot_token_lose_nothing_and_post_nothing_twice(
     tmp_path: Path,
 ) -> None:
-    card = chaos.run_chaos(kills=20, mode="bot", seed=2024, max_seconds=90, workdir=tmp_path)
+    card = chaos.run_chaos(kills=20, mode="bot", seed=2024, max_seconds=75, workdir=tmp_path)
     print(card.render())
     assert card.kills == 20, card.render()
     assert card.lost == [] and card.duplicated == {}, card.render()
@@ -44,7 +44,7 @@ def test_twenty_kills_with_a_bot_token_lose_nothing_and_post_nothing_twice(
 
 
 def test_kills_with_a_webhook_lose_nothing(tmp_path: Path) -> None:
-    card = chaos.run_chaos(kills=6, mode="webhook", seed=7, max_seconds=60, workdir=tmp_path)
+    card = chaos.run_chaos(kills=6, mode="webhook", seed=7, max_seconds=40, workdir=tmp_path)
     print(card.render())
     assert card.kills == 6, card.render()
     assert card.lost == [], card.render()

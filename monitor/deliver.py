@@ -205,7 +205,7 @@ class Deliverer:
             except DeliveryError as exc:
                 self._last_post[channel] = self._now()
                 report.error_kinds.append(exc.kind)
-                wait = exc.retry_after or 0.0
+                wait = _retry_after(exc, 0.0)
                 if (
                     exc.kind == "rate_limited"
                     and wait <= SHORT_RATE_LIMIT
@@ -309,7 +309,7 @@ class Deliverer:
             attempts = self._store.story_update_attempts(update.story)
             delay = max(
                 min(BASE_BACKOFF * 2 ** min(attempts, 20), self._max_backoff.total_seconds()),
-                exc.retry_after or 0.0,
+                _retry_after(exc, 0.0),
             )
             self._store.defer_story_update(update.story, str(exc), now + timedelta(seconds=delay))
             blocked.add(channel)
@@ -337,13 +337,13 @@ class Deliverer:
         if exc.kind == "rate_limited":
             blocked.add(channel)
             self._retry(
-                alert, exc, report, now + timedelta(seconds=exc.retry_after or 60), exc.maybe_sent
+                alert, exc, report, now + timedelta(seconds=_retry_after(exc, 60.0)), exc.maybe_sent
             )
         elif exc.kind in ("server", "network"):
             backoff = min(
                 BASE_BACKOFF * 2 ** min(alert.attempts, 20), self._max_backoff.total_seconds()
             )
-            delay = max(backoff, exc.retry_after or 0.0)
+            delay = max(backoff, _retry_after(exc, 0.0))
             self._retry(alert, exc, report, now + timedelta(seconds=delay), exc.maybe_sent)
             self._log.warning("%s; retrying in %.0f s", exc, delay)
             if exc.kind == "network":
@@ -428,3 +428,14 @@ class Deliverer:
 def _followup_of(store: Store, alert: Alert, story: int) -> bool:
     view, root = store.story_view(alert)
     return view is not None and view.story == story and root is not None
+
+
+MAX_RETRY_AFTER = 3600.0  # seconds: a Retry-After beyond this is a broken proxy, not Slack
+
+
+def _retry_after(exc: DeliveryError, default: float) -> float:
+    """Slack's Retry-After, bounded: a hostile 10^12 must not overflow or park an alert."""
+    value = exc.retry_after
+    if value is None or value != value:  # None or NaN
+        return default
+    return min(max(value, 0.0), MAX_RETRY_AFTER)

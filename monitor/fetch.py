@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import http
+import ipaddress
 import math
 import re
 import socket
@@ -183,6 +184,28 @@ _URL_IN_TEXT = re.compile(
 )
 
 
+def is_internal_host(url: str) -> bool:
+    """True for loopback, private, link-local and unspecified addresses, and ``localhost``.
+
+    Only literal addresses and localhost names are recognised: a public name
+    that resolves to a private address (DNS rebinding) is beyond this check.
+    """
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_unspecified
+        or address.is_reserved
+    )
+
+
 def redact_url(text: str) -> str:
     """Remove credentials from every URL in ``text``: the userinfo, and the query string.
 
@@ -258,6 +281,12 @@ async def _follow(
         problem = _check_url(target)
         if problem is not None:
             raise _Failed(f"{problem}; the server redirected to {target}")
+        if is_internal_host(target) and not is_internal_host(trail.current):
+            # A public feed must not steer us at cloud metadata or services next to us.
+            raise _Failed(
+                f"refused a redirect from a public address to an internal one "
+                f"({redact_url(target)})"
+            )
         trail.hops.append((response.status_code, target))
 
 

@@ -4,7 +4,7 @@ The rules in ``rules/`` are loaded with the product's loader and matched with
 the product's matcher (through ``bench/eval_rules.py``) against every
 labelled split: ``tests/data/labelled/`` (dev, holdout, fresh) and the blind
 batch ``tests/data/blind/batch1.yaml`` (blind). A rule edit that drops recall
-below 0.90 or precision below 0.90 on any split fails here, listing the items
+below 0.95 or precision below 0.92 on any split fails here, listing the items
 it got wrong. How the set was built: ``docs/labelled-set.md``.
 """
 
@@ -18,8 +18,10 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MIN_RECALL = 0.90
-MIN_PRECISION = 0.90  # raised from 0.80 once every split measured >= 0.95
+# The targets for the default rules. Raised from 0.90/0.90 once every split
+# measured recall >= 0.985 and precision >= 0.957 (docs/labelled-set.md).
+MIN_RECALL = 0.95
+MIN_PRECISION = 0.92
 
 
 def _load_bench() -> ModuleType:

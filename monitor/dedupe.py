@@ -54,16 +54,22 @@ def eligible(
     backfill: Backfill | None,
     now: datetime,
     max_age: timedelta,
+    last_success: datetime | None = None,
 ) -> list[Entry]:
     """New entries that may alert.
 
     A first poll only records what is there (the backlog), unless ``backfill``
     admits entries. Later polls skip entries dated older than ``max_age``:
     an old item re-surfacing after its seen-row was pruned must not alert.
+    The age is measured from the earlier of ``now`` and the feed's last
+    success, so a clock that jumps forward cannot make a new entry look old
+    (it would be recorded as seen and never alert).
     """
     if first_poll:
         return [e for e in entries if backfill is not None and backfill.admits(e, now)]
-    return [e for e in entries if not (e.published_from_feed and e.published < now - max_age)]
+    reference = min(now, last_success) if last_success is not None else now
+    cutoff = reference - max_age
+    return [e for e in entries if not (e.published_from_feed and e.published < cutoff)]
 
 
 def candidates(entries: Iterable[Entry], rules: RuleSet) -> list[Candidate]:

@@ -18,7 +18,7 @@ import httpx
 
 from monitor.backoff import RETRY_AFTER_CAP, next_poll_after
 from monitor.dedupe import Backfill, candidates, eligible, new_entries
-from monitor.errors import FeedParseError
+from monitor.errors import FeedParseError, StoreError
 from monitor.fetch import FetchLimits, fetch
 from monitor.models import Entry, Feed, FetchResult, FetchStatus
 from monitor.rules import RuleSet
@@ -161,6 +161,7 @@ async def poll_feed(
         backfill=settings.backfill,
         now=when,
         max_age=settings.retention,
+        last_success=state.last_success_at,
     )
     found = candidates(allowed, rules)
     done = replace(
@@ -199,6 +200,13 @@ def _backing_off(state: FeedState, feed: Feed, settings: PollSettings, now: date
     backwards since: poll now rather than sit silent for that long.
     """
     if settings.force or state.next_poll_at is None or now >= state.next_poll_at:
+        return False
+    if state.last_polled_at is not None and now < state.last_polled_at:
+        log.warning(
+            "the clock is earlier than the last poll of %r: it moved backwards; polling",
+            feed.name,
+            extra={"feed": feed.name},
+        )
         return False
     longest = max(RETRY_AFTER_CAP, settings.backoff_cap) + feed.interval
     if state.next_poll_at - now > longest:
@@ -279,6 +287,8 @@ async def poll_all(
                 return await poll_feed(
                     feed, client=client, store=store, rules=rules, settings=settings, now=now
                 )
+            except StoreError:
+                raise  # the database is unusable: every other feed would fail the same way
             except Exception as exc:  # a bug in one feed's path must not stop the rest
                 log.exception(
                     "polling %r failed unexpectedly", feed.name, extra={"feed": feed.name}

@@ -260,6 +260,9 @@ class Service:
                     + self.store.count_alerts(AlertStatus.SENDING),
                     self.store.count_alerts(AlertStatus.FAILED),
                 )
+            except StoreError as exc:
+                self.health.set_database_writable(False, str(exc))
+                log.error("delivery cycle could not use the database: %s", exc)
             except Exception:
                 log.exception("delivery cycle failed; alerts stay in the outbox")
             if self._stop.is_set():

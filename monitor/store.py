@@ -11,6 +11,7 @@ fetch and delivery run elsewhere and hand their results back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sqlite3
@@ -139,7 +140,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE alerts ADD COLUMN parties TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE alerts ADD COLUMN agreement TEXT
     """,
+    # 4: per-rule routing. The rule's mention (Slack markup from the config) and, for a
+    # digest rule, the rule name: due digest alerts of one rule and channel go out together.
+    """
+    ALTER TABLE alerts ADD COLUMN mention TEXT;
+    ALTER TABLE alerts ADD COLUMN digest TEXT
+    """,
 )
+
+# Longer than any retry delay the deliverer sets (30 min backoff cap, 1 h Retry-After cap).
+RETRY_HORIZON = timedelta(hours=2)
 
 _UNDELIVERED = (AlertStatus.PENDING, AlertStatus.SENDING, AlertStatus.FAILED)
 
@@ -243,6 +253,7 @@ class Store:
     def open(cls, path: Path | str) -> Store:
         """Open (creating and migrating as needed) the database at ``path``."""
         path = Path(path)
+        _refuse_empty_file(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
@@ -277,14 +288,18 @@ class Store:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
+            if wal:
+                _check_integrity(conn, path)
             _migrate(conn, path)
-        except sqlite3.DatabaseError as exc:
+            if wal:
+                # Prove we can write now, not on the first poll: a read-only file fails here.
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_at', ?)",
+                    (to_db_time(datetime.now(UTC)),),
+                )
+        except sqlite3.Error as exc:
             conn.close()
-            raise StoreError(
-                f"{path} is not a usable state database ({exc}). Refusing to start over "
-                "silently: move the file aside to start fresh (every feed's next poll will "
-                "then be a first poll, which alerts on nothing)."
-            ) from exc
+            raise _open_error(path, exc) from exc
         return cls(conn, path)
 
     def close(self) -> None:
@@ -305,14 +320,23 @@ class Store:
             raise StoreError(f"cannot write to the state database {self.path}: {exc}") from exc
         try:
             yield self._conn
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StoreError(f"cannot write to the state database {self.path}: {exc}") from exc
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise StoreError(f"cannot write to the state database {self.path}: {exc}") from exc
+
+    def _rollback(self) -> None:
+        # After a failed COMMIT (disk full, I/O error) SQLite may have rolled back already.
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
 
     def _meta_value(self, key: str) -> str:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -450,10 +474,15 @@ class Store:
             return _insert_alert(conn, entry, match, tuple(rules) or (match.rule,), now)
 
     def due_alerts(self, now: datetime, limit: int | None = None) -> list[Alert]:
-        """Pending or in-flight alerts whose next attempt is due, oldest first."""
+        """Pending or in-flight alerts whose next attempt is due, oldest first.
+
+        A retry scheduled further ahead than any backoff could reach means the
+        clock moved backwards since: such an alert is due now, not in a day.
+        """
         sql = """SELECT * FROM alerts WHERE status IN ('pending', 'sending')
-                 AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id"""
-        params: tuple[object, ...] = (to_db_time(now),)
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= ?
+                      OR (attempts > 0 AND next_attempt_at > ?)) ORDER BY id"""
+        params: tuple[object, ...] = (to_db_time(now), to_db_time(now + RETRY_HORIZON))
         if limit is not None:
             sql += " LIMIT ?"
             params += (limit,)
@@ -482,6 +511,26 @@ class Store:
                    delivered_ts = ?, delivered_at = ?, last_error = NULL,
                    next_attempt_at = NULL WHERE id = ?""",
                 (channel, ts, to_db_time(now), alert_id),
+            )
+
+    def mark_sending_many(self, alert_ids: Sequence[int], channel: str | None) -> None:
+        """``mark_sending`` for every alert of one digest message, in one transaction."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE alerts SET status = 'sending', delivered_channel = ? WHERE id = ?",
+                [(channel, i) for i in alert_ids],
+            )
+
+    def mark_delivered_many(
+        self, alert_ids: Sequence[int], channel: str | None, ts: str | None, now: datetime
+    ) -> None:
+        """``mark_delivered`` for every alert of one digest message (same ``ts``)."""
+        with self.transaction() as conn:
+            conn.executemany(
+                """UPDATE alerts SET status = 'delivered', delivered_channel = ?,
+                   delivered_ts = ?, delivered_at = ?, last_error = NULL,
+                   next_attempt_at = NULL WHERE id = ?""",
+                [(channel, ts, to_db_time(now), i) for i in alert_ids],
             )
 
     def mark_retry(
@@ -576,12 +625,13 @@ class Store:
     def story_updates(self, now: datetime) -> list[StoryUpdate]:
         """Stories whose delivered root shows fewer sources than are known, due now.
 
-        One row per story however many reports joined since: updates coalesce.
+        One row per story however many reports joined since: updates coalesce. A root
+        listed in a digest is never edited (the edit would replace the whole digest).
         """
         rows = self._conn.execute(
             """SELECT s.id, s.root_alert FROM stories s JOIN alerts a ON a.id = s.root_alert
                WHERE s.revision > s.shown_revision AND a.status = 'delivered'
-               AND a.delivered_ts IS NOT NULL
+               AND a.delivered_ts IS NOT NULL AND a.digest IS NULL
                AND (s.update_next_at IS NULL OR s.update_next_at <= ?) ORDER BY s.id""",
             (to_db_time(now),),
         ).fetchall()
@@ -673,6 +723,50 @@ def _migrate(conn: sqlite3.Connection, path: str) -> None:
             raise
 
 
+_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_ENVIRONMENT = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM")
+
+
+def _open_error(path: str, exc: sqlite3.Error) -> StoreError:
+    """Advice that fits the failure: a damaged file is not the same as a full disk."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(_ENVIRONMENT) or "readonly" in str(exc) or "read-only" in str(exc):
+        return StoreError(
+            f"cannot use the state database {path} ({exc}): the disk may be full or the file "
+            "read-only. Free some space or fix the mount/permissions, and keep the file where "
+            "it is: it holds alerts that are still waiting to be sent."
+        )
+    return StoreError(
+        f"{path} is not a usable state database ({exc}). Refusing to start over "
+        "silently: move the file aside to start fresh (every feed's next poll will "
+        "then be a first poll, which alerts on nothing)."
+    )
+
+
+def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse a damaged file at start rather than fail every poll later."""
+    if int(conn.execute("PRAGMA user_version").fetchone()[0]) == 0:
+        return  # a new file: nothing to check yet
+    result = conn.execute("PRAGMA quick_check").fetchone()
+    if result is None or result[0] != "ok":
+        detail = result[0] if result is not None else "no answer"
+        raise sqlite3.DatabaseError(f"integrity check failed: {detail}")
+
+
+def _refuse_empty_file(path: Path) -> None:
+    """A 0-byte state file is a truncated database, not a fresh start (it would re-alert)."""
+    try:
+        empty = path.stat().st_size == 0
+    except OSError:
+        return  # missing: a genuinely new database
+    wal = path.with_name(path.name + "-wal")
+    if empty and not (wal.exists() and wal.stat().st_size > 0):
+        raise StoreError(
+            f"{path} is empty (0 bytes): a truncated state database. Refusing to start over "
+            "silently; if this is a brand-new install, delete the file."
+        )
+
+
 def _statements(script: str) -> list[str]:
     # executescript() would COMMIT our transaction; split instead (no ';' in our DDL strings).
     return [s.strip() for s in script.split(";") if s.strip()]
@@ -748,13 +842,11 @@ def _feed_state_from_row(row: sqlite3.Row) -> FeedState:
 def _queue_candidate(
     conn: sqlite3.Connection, cand: Candidate, now: datetime, since: str, clustering: Clustering
 ) -> list[Outcome]:
-    """One alert per distinct channel among the candidate's matches (first rule wins).
+    """One alert per distinct channel among the candidate's matches.
 
     Stories are per channel: a rule's channel override gets its own thread.
     """
-    by_channel: dict[str | None, RuleMatch] = {}
-    for match in cand.matches:
-        by_channel.setdefault(match.channel, match)
+    by_channel = _match_per_channel(cand.matches)
     rules = tuple(m.rule for m in cand.matches)
     entry = cand.entry
     feats = features(entry.title, entry.summary, entry.link, entry.published, clustering.gazetteer)
@@ -828,6 +920,23 @@ def _queue_candidate(
             )
         )
     return outcomes
+
+
+def _match_per_channel(matches: Sequence[RuleMatch]) -> dict[str | None, RuleMatch]:
+    """The rule that speaks for each channel: the first immediate one, else the first.
+
+    An entry that an immediate rule wants posted now is not held for another rule's digest.
+    """
+    chosen: dict[str | None, RuleMatch] = {}
+    for match in matches:
+        held = chosen.get(match.channel)
+        if held is None or (_is_digest(held) and not _is_digest(match)):
+            chosen[match.channel] = match
+    return chosen
+
+
+def _is_digest(match: RuleMatch) -> bool:
+    return match.routing is not None and match.routing.mode == "digest"
 
 
 def _alert_for_entry(conn: sqlite3.Connection, entry: Entry, channel: str | None) -> int | None:
@@ -961,10 +1070,14 @@ def _insert_alert(
     story: int | None = None,
     thread_root: int | None = None,
 ) -> int:
+    routing = match.routing
+    # Quiet hours and digest schedules hold the alert in the outbox: never lost, only later.
+    hold = routing.hold_until(now) if routing is not None else None
     cur = conn.execute(
         """INSERT INTO alerts (feed, entry_id, rule, rules, matched_terms, title, summary, link,
-               source, published, channel, created_at, story, thread_root, parties, agreement)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               source, published, channel, created_at, story, thread_root, parties, agreement,
+               mention, digest, next_attempt_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             entry.source,
             entry.id,
@@ -982,6 +1095,9 @@ def _insert_alert(
             thread_root,
             json.dumps(list(feats.parties) if feats else []),
             feats.agreement if feats else None,
+            routing.mention if routing is not None else None,
+            match.rule if _is_digest(match) else None,
+            _db_opt(hold),
         ),
     )
     assert cur.lastrowid is not None
@@ -1009,4 +1125,6 @@ def _alert_from_row(row: sqlite3.Row) -> Alert:
         last_error=row["last_error"],
         delivered_channel=row["delivered_channel"],
         delivered_ts=row["delivered_ts"],
+        mention=row["mention"],
+        digest=row["digest"],
     )

@@ -243,8 +243,8 @@ def test_disk_full_during_a_poll_marks_nothing_seen_and_alerts_once_space_is_bac
     store, feed, clock = full_disk_setup
     filler = fill(small_fs)
     try:
-        [report] = poll(store, rules, [feed], clock)
-        assert report.status == "error" and report.alerts == []  # loud, not silent
+        with pytest.raises(StoreError, match="full"):  # loud: the cycle stops, `once` exits 1
+            poll(store, rules, [feed], clock)
         assert store.seen_ids("A", ["guid:id-1", "id-1"]) == set()
         assert store.outbox() == []
         filler.unlink()
@@ -257,12 +257,6 @@ def test_disk_full_during_a_poll_marks_nothing_seen_and_alerts_once_space_is_bac
         store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.transaction(): after a failed COMMIT SQLite has already rolled back, our "
-    "ROLLBACK raises 'cannot rollback - no transaction is active', and a raw "
-    "sqlite3.OperationalError escapes instead of StoreError (service: readiness not flipped)",
-)
 def test_disk_full_during_a_poll_is_a_store_error(
     full_disk_setup: tuple[Store, Feed, Clock], rules: RuleSet, small_fs: Path
 ) -> None:
@@ -352,12 +346,6 @@ def test_disk_full_at_start_refuses_and_posts_nothing(
     assert posted_titles(slack) == [title(1)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Store._prepare reports every sqlite3.DatabaseError at open (here SQLITE_IOERR from "
-    "a full disk) as 'not a usable state database … move the file aside': wrong advice "
-    "that, followed, throws away the outbox",
-)
 def test_disk_full_at_start_is_not_reported_as_a_damaged_database(
     small_fs: Path, tmp_path: Path
 ) -> None:
@@ -402,12 +390,6 @@ def test_read_only_database_loses_nothing(
     assert len(slack.messages) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a read-only database opens fine, then every write raises a raw "
-    "sqlite3.OperationalError ('attempt to write a readonly database'): tracebacks, "
-    "no 'state error' line, and `monitor run` keeps /readyz at 200",
-)
 def test_read_only_database_is_a_clear_state_error(
     recorded_state: tuple[Path, Path], slack: SlackEmulator
 ) -> None:
@@ -478,11 +460,6 @@ def test_truncated_database_is_refused_not_replaced(
     assert state.read_bytes() == before  # never "repaired" or replaced
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a 0-byte state file (the extreme truncation) is taken as a new database: the "
-    "monitor silently starts over, forgetting the outbox and swallowing what was new",
-)
 def test_empty_database_file_is_refused(
     big_state: tuple[Path, bytes], slack: SlackEmulator, tmp_path: Path
 ) -> None:
@@ -493,12 +470,6 @@ def test_empty_database_file_is_refused(
     assert result.returncode == 1 and REFUSAL in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Store.open checks only the header and schema version: a database with a damaged "
-    "page opens, and each poll then fails with 'database disk image is malformed' while "
-    "`monitor once` exits 0 (run PRAGMA quick_check at open)",
-)
 def test_database_with_a_damaged_page_is_refused_at_start(
     big_state: tuple[Path, bytes], slack: SlackEmulator, tmp_path: Path
 ) -> None:
@@ -570,12 +541,6 @@ def test_two_monitors_started_together_post_each_alert_once(
 # -- the clock -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline._backing_off only ignores a next_poll_at more than 24 h + interval ahead: "
-    "after the clock jumps back 12 h a feed that failed once stays silent for 12 h "
-    "(suggest: poll when now < last_polled_at, i.e. the clock went backwards)",
-)
 def test_backing_off_feed_is_polled_soon_after_the_clock_jumps_back(
     feed_server: FeedServer, rules: RuleSet, tmp_path: Path
 ) -> None:
@@ -596,12 +561,6 @@ def test_backing_off_feed_is_polled_soon_after_the_clock_jumps_back(
         store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dedupe.eligible drops entries published more than MONITOR_RETENTION before `now`: "
-    "with the clock 1 year ahead, a brand-new entry is recorded as seen without an alert, "
-    "and never alerts after the clock is fixed (lost)",
-)
 def test_clock_jumping_forward_does_not_swallow_new_entries(
     feed_server: FeedServer, rules: RuleSet, tmp_path: Path
 ) -> None:
@@ -645,12 +604,6 @@ def _bot(slack: SlackEmulator) -> SlackBotNotifier:
     return SlackBotNotifier(slack.token, "#alerts", base_url=slack.api_url, timeout=2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Store.due_alerts compares next_attempt_at with `now`: after the clock jumps back a "
-    "day, an alert that got one 5xx waits a day instead of ~30 s (cap the wait at the "
-    "longest backoff we could have set)",
-)
 def test_alert_backing_off_is_retried_soon_after_the_clock_jumps_back(
     slack: SlackEmulator, tmp_path: Path
 ) -> None:
@@ -670,12 +623,6 @@ def test_alert_backing_off_is_retried_soon_after_the_clock_jumps_back(
         store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SlackBotNotifier.find_sent reads history from alert.created_at - 5 min (our "
-    "clock): when our clock runs more than 5 min ahead of Slack's, a maybe-sent alert is "
-    "not found and is posted a second time",
-)
 def test_lookup_finds_the_message_when_our_clock_runs_ahead_of_slack(
     slack: SlackEmulator, tmp_path: Path
 ) -> None:

@@ -424,24 +424,11 @@ INTERNAL = [
     "http://0.0.0.0:8080/metrics",
     "http://localhost:8080/metrics",
     "http://[::ffff:169.254.169.254]/latest/meta-data/",
-    *(
-        # Legacy IPv4 spellings that getaddrinfo (inet_aton) turns into 127.0.0.1.
-        pytest.param(
-            url,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="fetch.is_internal_host parses hosts with ipaddress.ip_address, which "
-                "rejects these spellings, so they pass as public names; the resolver then "
-                "connects to 127.0.0.1 (check socket.inet_aton / the resolved addresses)",
-            ),
-        )
-        for url in (
-            "http://127.1/",
-            "http://2130706433/",
-            "http://0x7f000001/",
-            "http://017700000001/",
-        )
-    ),
+    # Legacy IPv4 spellings that getaddrinfo (inet_aton) turns into 127.0.0.1.
+    "http://127.1/",
+    "http://2130706433/",
+    "http://0x7f000001/",
+    "http://017700000001/",
 ]
 
 

@@ -30,7 +30,7 @@ from monitor.notify.blocks import build_followup, build_message, escape_mrkdwn
 from monitor.stories import StoryView
 
 EVENT_TYPE = "ai_safety_partnership_alert"
-LOOKUP_MARGIN = timedelta(minutes=5)  # Slack's clock vs ours
+LOOKUP_MARGIN = timedelta(days=1)  # our clock may run ahead of Slack's; pages are capped anyway
 LOOKUP_PAGES = 20  # x 200 messages: beyond that the lookup is inconclusive
 DEFAULT_RETRY_AFTER = 60.0  # a 429 without a usable Retry-After
 

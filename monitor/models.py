@@ -14,7 +14,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # routing imports the scheduler; records only need the name
+    from monitor.routing import Routing
 
 FeedKind = Literal["rss", "html", "sitemap"]
 DateOrder = Literal["dmy", "mdy", "ymd"]
@@ -148,11 +151,12 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class RuleMatch:
-    """One rule matched one entry."""
+    """One rule matched one entry, with the rule's routing (mention, digest, quiet hours)."""
 
     rule: str
     matched_terms: tuple[str, ...]
     channel: str | None = None  # the rule's channel override, if any
+    routing: Routing | None = None  # None: immediate, no mention (callers without rules)
 
 
 class AlertStatus(enum.Enum):
@@ -187,3 +191,5 @@ class Alert:
     last_error: str | None = None
     delivered_channel: str | None = None
     delivered_ts: str | None = None
+    mention: str | None = None  # Slack markup from the rule config ("<!here>"), never a feed
+    digest: str | None = None  # the rule whose digest lists this alert; None: sent on its own

@@ -106,7 +106,7 @@ class RuleSet:
             link=entry.link,
         )
         return [
-            RuleMatch(self.rules[i].name, terms, self.rules[i].channel)
+            RuleMatch(self.rules[i].name, terms, self.rules[i].channel, self.rules[i].routing)
             for i, terms in self._matcher.match(doc, only)
         ]
 

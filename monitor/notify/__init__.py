@@ -11,12 +11,13 @@ Three modes, chosen by which setting is present (first wins):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, TextIO
 
 from monitor.errors import DeliveryError
 from monitor.models import Alert
+from monitor.notify.digest import DigestBatch
 from monitor.notify.slack_web import SlackBotNotifier
 from monitor.notify.stdout import StdoutNotifier
 from monitor.notify.webhook import WebhookNotifier
@@ -69,6 +70,21 @@ class Notifier(Protocol):
 
     def send_batch(self, story: StoryView, alerts: list[Alert]) -> None:
         """Send several follow-ups of one story as one message (no threads)."""
+        ...
+
+    def send_digest(
+        self, batch: DigestBatch, channel: str | None, *, instance_id: str
+    ) -> str | None:
+        """Send one digest message; return its ``ts`` when there is one.
+
+        Raises :class:`DeliveryError`.
+        """
+        ...
+
+    def find_digest(
+        self, alerts: Sequence[Alert], channel: str | None, *, instance_id: str
+    ) -> dict[int, str]:
+        """Which of ``alerts`` a digest message in the channel already lists: id -> ``ts``."""
         ...
 
     def verify(self) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from monitor.models import Alert
+from monitor.notify.digest import DigestBatch, DigestItem
 from monitor.parties import describe_parties
 from monitor.stories import StoryView
 
@@ -26,6 +27,13 @@ SUMMARY_SOFT_LIMIT = 600  # "a few sentences" before we cut
 LINK_LIMIT = 2000  # longer links are almost certainly junk
 LINK_LABEL = "Read the announcement"
 ELLIPSIS = "…"
+DIGEST_TITLE = "AI safety partnership digest"
+DIGEST_ITEMS = 40  # digest lines per message: one section each, well under 50 blocks
+DIGEST_BUDGET = 12_000  # characters of digest lines per message (keeps payloads small)
+DIGEST_LINK_LIMIT = 1500  # a longer (escaped) link is dropped from a digest line
+
+# The only mention markup a message may carry, as `routing.parse_routing` produces it.
+_MENTION = re.compile(r"^<!(?:here|channel|subteam\^S[A-Z0-9]{2,})>$")
 
 _WHITESPACE = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]?\s")
@@ -57,12 +65,33 @@ def safe_link(url: str | None) -> str | None:
     return url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E")
 
 
-def build_message(alert: Alert, story: StoryView | None = None) -> dict[str, Any]:
+def mention_markup(value: str | None) -> str | None:
+    """``value`` when it is mention markup a rule can configure (``<!here>``…), else None.
+
+    Mentions come from the rule config, validated at load; this check makes sure
+    nothing else (a damaged database row, a feed) can ever reach Slack as a ping.
+    """
+    return value if value is not None and _MENTION.match(value) else None
+
+
+def mention_label(value: str | None) -> str | None:
+    """A mention as people write it: ``<!here>`` -> ``@here``, a user group -> ``@subteam:S…``."""
+    markup = mention_markup(value)
+    if markup is None:
+        return None
+    return "@" + markup[2:-1].replace("^", ":")
+
+
+def build_message(
+    alert: Alert, story: StoryView | None = None, *, mention: str | None = None
+) -> dict[str, Any]:
     """Return ``{"text": fallback, "blocks": [...]}`` for one alert, within Slack's limits.
 
     With ``story``, the message also names the parties and the kind of agreement, and,
     once more than one source carried the story, "Reported by N sources: …" (the root
-    message is edited with ``chat.update`` as reports join).
+    message is edited with ``chat.update`` as reports join). ``mention`` (the rule's,
+    see :func:`mention_markup`) opens the message: a section before the header and the
+    start of the notification text.
     """
     title = _clean(alert.title) or "(untitled)"
     source = _clean(alert.source) or "unknown source"
@@ -87,10 +116,77 @@ def build_message(alert: Alert, story: StoryView | None = None) -> dict[str, Any
     link = safe_link(alert.link)
     if link is not None:
         blocks.append({"type": "section", "text": _mrkdwn(f"<{escape_mrkdwn(link)}|{LINK_LABEL}>")})
-    prefix = "New AI safety partnership: "
+    markup = mention_markup(mention)
+    lead = f"{markup} " if markup else ""
+    if markup:
+        blocks.insert(0, {"type": "section", "text": _mrkdwn(markup)})
+    prefix = lead + "New AI safety partnership: "
     tail = f" — {_fit(source, 200)}"
-    fallback = prefix + _fit(title, FALLBACK_LIMIT - len(prefix) - _units(tail)) + tail
+    fallback = prefix + _fit(title, FALLBACK_LIMIT - _units(prefix) - _units(tail)) + tail
     return {"text": fallback, "blocks": blocks}
+
+
+def plan_digest(
+    rule: str, items: list[DigestItem], mention: str | None = None
+) -> list[DigestBatch]:
+    """Cut a digest's items into messages within Slack's limits (50 blocks, 3,000 per section).
+
+    The mention opens the first message only: one ping per digest.
+    """
+    groups: list[list[DigestItem]] = []
+    used = DIGEST_BUDGET
+    for item in items:
+        size = _units(digest_line(item))
+        if not groups or len(groups[-1]) >= DIGEST_ITEMS or used + size > DIGEST_BUDGET:
+            groups.append([])
+            used = 0
+        groups[-1].append(item)
+        used += size
+    return [
+        DigestBatch(
+            rule,
+            tuple(group),
+            mention=mention if index == 0 else None,
+            part=index + 1,
+            parts=len(groups),
+            total=len(items),
+        )
+        for index, group in enumerate(groups)
+    ]
+
+
+def build_digest(batch: DigestBatch) -> dict[str, Any]:
+    """One digest message: a header, a context line, then one section per report."""
+    count = f"{batch.total} item{'s' if batch.total != 1 else ''}"
+    context = f"rule: {_fit(_clean(batch.rule), 200)} · {count}"
+    if batch.parts > 1:
+        context += f" · part {batch.part} of {batch.parts}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": DIGEST_TITLE, "emoji": False}},
+        {"type": "context", "elements": [_mrkdwn(context)]},
+    ]
+    blocks.extend({"type": "section", "text": _mrkdwn(digest_line(i))} for i in batch.items)
+    markup = mention_markup(batch.mention)
+    if markup:
+        blocks.insert(0, {"type": "section", "text": _mrkdwn(markup)})
+    lead = f"{markup} " if markup else ""
+    return {"text": f"{lead}{DIGEST_TITLE}: {context}", "blocks": blocks}
+
+
+def digest_line(item: DigestItem) -> str:
+    """One report in a digest: its title (linked if http/https), source and date."""
+    alert = item.alert
+    title = _fit(_clean(alert.title) or "(untitled)", 300)
+    link = safe_link(alert.link)
+    escaped = escape_mrkdwn(link) if link is not None else None
+    head = f"<{escaped}|{title}>" if escaped and _units(escaped) <= DIGEST_LINK_LIMIT else title
+    published = alert.published.astimezone(UTC).strftime("%Y-%m-%d")
+    source = _fit(_clean(alert.source) or "unknown source", 200)
+    line = f"• {head}\n{source} · {published}"
+    if item.also:
+        names = ", ".join(dict.fromkeys(_clean(a.source) or "unknown source" for a in item.also))
+        line += "\nAlso reported by " + _fit(names, 600)
+    return line
 
 
 def build_followup(alert: Alert, story: StoryView | None = None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import http.client
 import logging
 import re
 import urllib.error
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -26,10 +26,12 @@ from slack_sdk.errors import SlackApiError
 
 from monitor.errors import DeliveryError
 from monitor.models import Alert
-from monitor.notify.blocks import build_followup, build_message, escape_mrkdwn
+from monitor.notify.blocks import build_digest, build_followup, build_message, escape_mrkdwn
+from monitor.notify.digest import DigestBatch
 from monitor.stories import StoryView
 
 EVENT_TYPE = "ai_safety_partnership_alert"
+DIGEST_EVENT_TYPE = "ai_safety_partnership_digest"
 LOOKUP_MARGIN = timedelta(days=1)  # our clock may run ahead of Slack's; pages are capped anyway
 LOOKUP_PAGES = 20  # x 200 messages: beyond that the lookup is inconclusive
 DEFAULT_RETRY_AFTER = 60.0  # a 429 without a usable Retry-After
@@ -249,7 +251,11 @@ class SlackBotNotifier:
         Raises :class:`DeliveryError`.
         """
         reply = story is not None and story.followup and story.thread_ts is not None
-        message = build_followup(alert, story) if reply else build_message(alert, story)
+        message = (
+            build_followup(alert, story)  # a thread reply never pings
+            if reply
+            else build_message(alert, story, mention=alert.mention)
+        )
         body: dict[str, Any] = {
             "channel": channel or self._default(alert),
             **message,
@@ -285,6 +291,69 @@ class SlackBotNotifier:
     def send_batch(self, story: StoryView, alerts: list[Alert]) -> None:
         """Not used in bot mode (follow-ups are thread replies)."""
         raise NotImplementedError("the bot replies in threads; batches are for webhooks")
+
+    def send_digest(
+        self, batch: DigestBatch, channel: str | None, *, instance_id: str
+    ) -> str | None:
+        """Post one digest message; its metadata lists every alert in it. Returns its ``ts``.
+
+        Raises :class:`DeliveryError`.
+        """
+        first = batch.items[0].alert
+        body: dict[str, Any] = {
+            "channel": channel or self._default(first),
+            **build_digest(batch),
+            "unfurl_links": False,
+            "unfurl_media": False,
+            "link_names": False,
+            "metadata": _digest_metadata(batch, instance_id),
+        }
+        data = self._call(_digest_what(batch), "chat.postMessage", json=body)
+        if channel and isinstance(data.get("channel"), str):
+            self._ids[channel] = data["channel"]
+        return str(data["ts"]) if data.get("ts") is not None else None
+
+    def find_digest(
+        self, alerts: Sequence[Alert], channel: str | None, *, instance_id: str
+    ) -> dict[int, str]:
+        """Which of ``alerts`` a digest message in the channel's history lists: id -> ``ts``.
+
+        Reads ``conversations.history`` from (a margin before) the oldest alert's
+        creation. Raises :class:`DeliveryError` (kind ``lookup``) when the history is
+        too long to settle the question.
+        """
+        if not alerts:
+            return {}
+        what = f"digest lookup ({len(alerts)} alerts of rule {alerts[0].digest or alerts[0].rule})"
+        channel_id = self._resolve(channel or self._default(alerts[0]), what)
+        oldest = (min(a.created_at for a in alerts) - LOOKUP_MARGIN).timestamp()
+        wanted = {a.id for a in alerts}
+        found: dict[int, str] = {}
+        cursor = ""
+        for _ in range(LOOKUP_PAGES):
+            params: dict[str, Any] = {
+                "channel": channel_id,
+                "oldest": f"{oldest:.6f}",
+                "limit": 200,
+                "include_all_metadata": True,
+            }
+            if cursor:
+                params["cursor"] = cursor
+            data = self._call(what, "conversations.history", params=params, http_verb="GET")
+            for message in data.get("messages") or []:
+                for alert_id in _digest_ids(message, instance_id) & wanted:
+                    found[alert_id] = str(message["ts"])
+            cursor = str((data.get("response_metadata") or {}).get("next_cursor") or "")
+            if not cursor or len(found) == len(wanted):
+                return found
+        raise DeliveryError(
+            f"{what}: more than {LOOKUP_PAGES * 200} messages since the alerts were created; "
+            "cannot tell whether the digest was posted. Check the channel, then run "
+            "`monitor outbox --retry` to post it",
+            kind="lookup",
+            retryable=False,
+            code="lookup_inconclusive",
+        )
 
     def find_sent(
         self,
@@ -410,6 +479,35 @@ def _metadata(alert_id: int, instance_id: str) -> dict[str, Any]:
         "event_type": EVENT_TYPE,
         "event_payload": {"alert_id": alert_id, "instance": instance_id},
     }
+
+
+def _digest_what(batch: DigestBatch) -> str:
+    return f"digest {batch.rule} part {batch.part}/{batch.parts}"
+
+
+def _digest_metadata(batch: DigestBatch, instance_id: str) -> dict[str, Any]:
+    return {
+        "event_type": DIGEST_EVENT_TYPE,
+        "event_payload": {
+            "digest": batch.rule,
+            "alert_ids": list(batch.alert_ids),
+            "instance": instance_id,
+        },
+    }
+
+
+def _digest_ids(message: Mapping[str, Any], instance_id: str) -> set[int]:
+    """The alert ids a digest message of this database lists (empty for anything else)."""
+    meta = message.get("metadata")
+    if not isinstance(meta, Mapping) or meta.get("event_type") != DIGEST_EVENT_TYPE:
+        return set()
+    payload = meta.get("event_payload")
+    if not isinstance(payload, Mapping) or payload.get("instance") != instance_id:
+        return set()
+    ids = payload.get("alert_ids")
+    if not isinstance(ids, list):
+        return set()
+    return {int(i) for i in ids if isinstance(i, int) or (isinstance(i, str) and i.isdigit())}
 
 
 def _is_ours(message: Mapping[str, Any], alert_id: int, instance_id: str) -> bool:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import textwrap
 import unicodedata
+from collections.abc import Sequence
 from datetime import UTC
 from typing import TextIO
 
 from monitor.models import Alert
+from monitor.notify.blocks import mention_label
+from monitor.notify.digest import DigestBatch, DigestItem
 from monitor.parties import describe_parties
 from monitor.stories import StoryView
 
@@ -54,6 +57,19 @@ class StdoutNotifier:
         """Print each follow-up's line."""
         self._write("".join(format_followup(a) for a in alerts))
 
+    def send_digest(
+        self, batch: DigestBatch, channel: str | None, *, instance_id: str
+    ) -> str | None:
+        """Print the digest as one block listing its reports; returns None."""
+        self._write(format_digest(batch))
+        return None
+
+    def find_digest(
+        self, alerts: Sequence[Alert], channel: str | None, *, instance_id: str
+    ) -> dict[int, str]:
+        """Nothing found: a stream cannot be read back."""
+        return {}
+
     def _write(self, text: str) -> None:
         try:
             self._stream.write(text)
@@ -86,12 +102,43 @@ def format_followup(alert: Alert) -> str:
     return line + "\n"
 
 
+def format_digest(batch: DigestBatch) -> str:
+    """The text block printed for one digest message (ends with a blank line)."""
+    head = f"Digest for rule {_plain(batch.rule)}: {batch.total} item(s)"
+    if batch.parts > 1:
+        head += f", part {batch.part} of {batch.parts}"
+    lines = ["=" * _WIDTH, head]
+    mention = mention_label(batch.mention)
+    if mention:
+        lines.append(mention)
+    for item in batch.items:
+        lines.extend(_digest_lines(item))
+    return "\n".join(lines) + "\n\n"
+
+
+def _digest_lines(item: DigestItem) -> list[str]:
+    alert = item.alert
+    published = alert.published.astimezone(UTC).strftime("%Y-%m-%d")
+    lines = [
+        f"- {_plain(alert.title) or '(untitled)'}",
+        f"  {_plain(alert.source)} · {published}",
+    ]
+    if alert.link:
+        lines.append(f"  {_plain(alert.link)}")
+    if item.also:
+        names = ", ".join(dict.fromkeys(_plain(a.source) for a in item.also))
+        lines.append(f"  also reported by {names}")
+    return lines
+
+
 def format_alert(alert: Alert, story: StoryView | None = None) -> str:
     """The text block printed for one alert (ends with a blank line)."""
     published = alert.published.astimezone(UTC).strftime("%Y-%m-%d")
     rules = ", ".join(alert.rules) or alert.rule
+    mention = mention_label(alert.mention)
     lines = [
         "=" * _WIDTH,
+        *([mention] if mention else []),
         _plain(alert.title) or "(untitled)",
         f"{_plain(alert.source)} · {published} · rule: {_plain(rules)}",
     ]

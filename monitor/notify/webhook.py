@@ -12,13 +12,15 @@ its debug lines print the URL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from slack_sdk.webhook import WebhookClient
 
 from monitor.errors import DeliveryError
 from monitor.models import Alert
-from monitor.notify.blocks import build_batch, build_message
+from monitor.notify.blocks import build_batch, build_digest, build_message
+from monitor.notify.digest import DigestBatch
 from monitor.notify.slack_web import classify, network_error, sdk_logger
 from monitor.stories import StoryView
 
@@ -73,7 +75,7 @@ class WebhookNotifier:
         """Post one alert. Returns None (webhooks give no ``ts``). Raises :class:`DeliveryError`."""
         root = story if story is None or not story.followup else None
         body = {
-            **build_message(alert, root),
+            **build_message(alert, root, mention=alert.mention),
             "unfurl_links": False,
             "unfurl_media": False,
             "link_names": False,
@@ -90,6 +92,25 @@ class WebhookNotifier:
             "link_names": False,
         }
         self._post(f"story {story.story} follow-ups", body)
+
+    def send_digest(
+        self, batch: DigestBatch, channel: str | None, *, instance_id: str
+    ) -> str | None:
+        """Post one digest message (at least once). Raises :class:`DeliveryError`."""
+        body = {
+            **build_digest(batch),
+            "unfurl_links": False,
+            "unfurl_media": False,
+            "link_names": False,
+        }
+        self._post(f"digest {batch.rule} part {batch.part}/{batch.parts}", body)
+        return None
+
+    def find_digest(
+        self, alerts: Sequence[Alert], channel: str | None, *, instance_id: str
+    ) -> dict[int, str]:
+        """Webhooks cannot read history: nothing found (hence at-least-once)."""
+        return {}
 
     def update_story(
         self, root: Alert, story: StoryView, channel: str, ts: str, *, instance_id: str

@@ -17,13 +17,22 @@ root was posted, the root is edited (``chat.update``) once per cycle with the
 current sources: an edit renders the whole state, so it is safe to repeat and
 several joins coalesce into one. A webhook cannot thread or edit: follow-ups
 are batched into one message per story per ``batch_window`` or dropped.
+
+Digests (a rule with ``mode: digest``): the due alerts of one rule and channel
+go out as one message listing them (several when Slack's limits demand), with
+the same guarantees: every alert in a message is SENDING before the post, the
+message's metadata lists their ids, and after a lost answer the channel is
+searched for it before anything is posted again. A digest is never threaded
+or edited; a later report of a story first listed in a digest is a message of
+its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -31,6 +40,8 @@ from monitor.durations import parse_duration
 from monitor.errors import ConfigError, DeliveryError
 from monitor.models import Alert, AlertStatus
 from monitor.notify import Notifier
+from monitor.notify.blocks import plan_digest
+from monitor.notify.digest import DigestBatch, first_mention, group_items
 from monitor.store import Store, StoryUpdate
 from monitor.stories import StoryView
 
@@ -51,6 +62,7 @@ class DeliveryReport:
     held: int = 0  # follow-ups waiting for their story's root (or their webhook batch)
     dropped: int = 0  # webhook follow-ups dropped by MONITOR_WEBHOOK_FOLLOWUPS=drop
     updated: int = 0  # story roots edited to show their sources
+    digests: int = 0  # digest messages sent (their alerts count in ``delivered``)
     errors: list[str] = field(default_factory=list)
     error_kinds: list[str] = field(default_factory=list)  # one DeliveryError.kind per failure
 
@@ -110,7 +122,9 @@ class Deliverer:
     async def deliver_pending(self, limit: int | None = None) -> DeliveryReport:
         """Try every due alert once (in id order); return what happened."""
         report = DeliveryReport()
-        alerts = self._store.due_alerts(self._now(), limit)
+        due = self._store.due_alerts(self._now(), limit)
+        alerts = [a for a in due if a.digest is None]
+        digests = [a for a in due if a.digest is not None]
         blocked: set[str | None] = set()  # channels refused or rate limited this cycle
         batches: dict[int, StoryView] = {}  # webhook: stories with follow-ups due
         try:
@@ -123,10 +137,11 @@ class Deliverer:
                             continue
                     await self._deliver_one(alert, blocked, report, view)
                 except _StopCycle:
-                    report.skipped += len(alerts) - index - 1
+                    report.skipped += len(alerts) - index - 1 + len(digests)
                     raise
             for story, view in batches.items():
                 await self._send_batch(story, view, blocked, report)
+            await self._send_digests(digests, blocked, report)
             await self._update_stories(blocked, report)
         except _StopCycle:
             pass
@@ -141,6 +156,10 @@ class Deliverer:
         report: DeliveryReport,
     ) -> StoryView | None:
         """How to send a follow-up now, or None when it is held, batched or dropped."""
+        root = self._store.get_alert(root_id) if root_id is not None else None
+        if root is not None and root.digest is not None:
+            # A digest is not threaded: a later report of a digest story is a message of its own.
+            return replace(view, followup=False, thread_ts=None)
         if not self._notifier.threads:
             if self._notifier.mode == "stdout":
                 return view  # printed as one "Also reported by" line
@@ -150,7 +169,6 @@ class Deliverer:
                 return None
             batches.setdefault(view.story, view)
             return None
-        root = self._store.get_alert(root_id) if root_id is not None else None
         if root is not None and root.status in _WAITING:
             report.held += 1  # the thread does not exist yet; roots go first (id order)
             return None
@@ -195,43 +213,73 @@ class Deliverer:
                     "alert %d was already in Slack (ts %s); not posting again", alert.id, ts
                 )
                 return
-        for attempt in range(RATE_LIMIT_TRIES + 1):
-            await self._pace(channel)
-            self._store.mark_sending(alert.id, channel, self._now())
-            try:
-                ts = await asyncio.to_thread(
+        try:
+            ts = await self._send_paced(
+                channel,
+                lambda: self._store.mark_sending(alert.id, channel, self._now()),
+                functools.partial(
                     self._notifier.send, alert, channel, instance_id=instance, story=view
-                )
+                ),
+                report,
+            )
+        except DeliveryError as exc:
+            self._handle(alert, channel, exc, blocked, report)
+            return
+        except Exception as exc:  # a bug, not Slack: keep the alert for the operator
+            self._internal_error([alert], exc, report)
+            return
+        self._store.mark_delivered(alert.id, channel, ts, self._now())
+        if view is not None and not view.followup:
+            # The root went out showing every source known so far.
+            self._store.mark_story_shown(view.story, view.revision)
+        self._recovered(channel)
+        report.delivered += 1
+
+    async def _send_paced(
+        self,
+        channel: str | None,
+        mark_sending: Callable[[], None],
+        send: Callable[[], str | None],
+        report: DeliveryReport,
+    ) -> str | None:
+        """Pace, mark SENDING (committed), send in a thread; wait out short rate limits.
+
+        Returns the message ``ts``; raises the last :class:`DeliveryError` otherwise.
+        """
+        attempt = 0
+        while True:
+            await self._pace(channel)
+            mark_sending()
+            try:
+                ts = await asyncio.to_thread(send)
             except DeliveryError as exc:
                 self._last_post[channel] = self._now()
                 report.error_kinds.append(exc.kind)
                 wait = _retry_after(exc, 0.0)
-                if (
-                    exc.kind == "rate_limited"
-                    and wait <= SHORT_RATE_LIMIT
-                    and attempt < RATE_LIMIT_TRIES
-                ):
-                    self._log.info(
-                        "Slack rate limit on %s; waiting %.0f s", channel or "the webhook", wait
-                    )
-                    await self._sleep(wait)
-                    continue
-                self._handle(alert, channel, exc, blocked, report)
-                return
-            except Exception as exc:  # a bug, not Slack: keep the alert for the operator
-                report.error_kinds.append("internal")
-                self._log.exception("alert %d: unexpected error while sending", alert.id)
-                self._store.mark_failed(alert.id, f"internal error: {type(exc).__name__}")
-                report.failed += 1
-                return
+                if exc.kind != "rate_limited" or wait > SHORT_RATE_LIMIT:
+                    raise
+                if attempt >= RATE_LIMIT_TRIES:
+                    raise
+                attempt += 1
+                self._log.info(
+                    "Slack rate limit on %s; waiting %.0f s", channel or "the webhook", wait
+                )
+                await self._sleep(wait)
+                continue
             self._last_post[channel] = self._now()
-            self._store.mark_delivered(alert.id, channel, ts, self._now())
-            if view is not None and not view.followup:
-                # The root went out showing every source known so far.
-                self._store.mark_story_shown(view.story, view.revision)
-            self._recovered(channel)
-            report.delivered += 1
-            return
+            return ts
+
+    def _internal_error(
+        self, alerts: Sequence[Alert], exc: Exception, report: DeliveryReport
+    ) -> None:
+        """A bug, not Slack: keep the alerts as failed for the operator."""
+        report.error_kinds.append("internal")
+        self._log.exception(
+            "alert(s) %s: unexpected error while sending", ", ".join(str(a.id) for a in alerts)
+        )
+        for alert in alerts:
+            self._store.mark_failed(alert.id, f"internal error: {type(exc).__name__}")
+        report.failed += len(alerts)
 
     async def _send_batch(
         self, story: int, view: StoryView, blocked: set[str | None], report: DeliveryReport
@@ -240,11 +288,16 @@ class Deliverer:
         pending = [
             a
             for a in self._store.outbox((AlertStatus.PENDING, AlertStatus.SENDING))
-            if self._store.story_view(a)[0] is not None and _followup_of(self._store, a, story)
+            if a.digest is None and _followup_of(self._store, a, story)
         ]
         if not pending:
             return
         ready_at = min(a.created_at for a in pending) + self._followups.batch_window
+        # A follow-up its rule's quiet hours hold beyond this batch waits for a later one.
+        latest = max(ready_at, self._now())
+        pending = [a for a in pending if a.next_attempt_at is None or a.next_attempt_at <= latest]
+        if not pending:
+            return
         if self._now() < ready_at:
             self._store.defer([a.id for a in pending], ready_at)
             report.held += len(pending)
@@ -260,19 +313,137 @@ class Deliverer:
         except DeliveryError as exc:
             self._last_post[None] = self._now()
             report.error_kinds.append(exc.kind)
-            stop = False
-            for a in pending:
-                try:
-                    self._handle(a, None, exc, blocked, report)
-                except _StopCycle:
-                    stop = True
-            if stop:
-                raise _StopCycle from None
+            self._handle_all(pending, None, exc, blocked, report)
             return
         self._last_post[None] = self._now()
         for a in pending:
             self._store.mark_delivered(a.id, None, None, self._now())
         report.delivered += len(pending)
+
+    async def _send_digests(
+        self, alerts: Sequence[Alert], blocked: set[str | None], report: DeliveryReport
+    ) -> None:
+        """Due digest alerts: one digest per rule and channel."""
+        groups: dict[tuple[str, str | None], list[Alert]] = {}
+        for alert in alerts:
+            try:
+                channel = self._notifier.channel_for(alert)
+            except DeliveryError as exc:
+                self._retry(alert, exc, report, self._now(), maybe_sent=False)
+                self._problem(f"config:{alert.rule}", exc.code or "config", str(exc))
+                continue
+            groups.setdefault((alert.digest or alert.rule, channel), []).append(alert)
+        for (rule, channel), group in groups.items():
+            if channel in blocked:
+                report.skipped += len(group)
+                continue
+            await self._send_digest(rule, channel, group, blocked, report)
+
+    async def _send_digest(
+        self,
+        rule: str,
+        channel: str | None,
+        alerts: list[Alert],
+        blocked: set[str | None],
+        report: DeliveryReport,
+    ) -> None:
+        """Settle any digest message that may already be posted, then post the rest."""
+        rest = await self._settle_digest(channel, alerts, blocked, report)
+        if not rest:
+            return
+        roots = {a.id: self._store.story_view(a)[1] for a in rest}
+        batches = plan_digest(rule, group_items(rest, roots), first_mention(rest))
+        for index, batch in enumerate(batches):
+            if not await self._post_digest(batch, channel, blocked, report):
+                report.skipped += sum(len(b.alert_ids) for b in batches[index + 1 :])
+                return
+
+    async def _settle_digest(
+        self,
+        channel: str | None,
+        alerts: list[Alert],
+        blocked: set[str | None],
+        report: DeliveryReport,
+    ) -> list[Alert]:
+        """Mark delivered the SENDING alerts a digest in the channel already lists.
+
+        Returns the alerts still to post (none when the lookup itself failed).
+        """
+        sending = [a for a in alerts if a.status is AlertStatus.SENDING]
+        if not sending or not self._notifier.exactly_once:
+            return alerts
+        try:
+            found = await asyncio.to_thread(
+                self._notifier.find_digest, sending, channel, instance_id=self._store.instance_id
+            )
+        except DeliveryError as exc:
+            # Unsettled: they may be in the channel, so they must not be posted again yet.
+            report.error_kinds.append(exc.kind)
+            exc.maybe_sent = True
+            report.skipped += len(alerts) - len(sending)
+            self._handle_all(sending, channel, exc, blocked, report)
+            return []
+        by_ts: dict[str, list[int]] = {}
+        for alert_id, ts in found.items():
+            by_ts.setdefault(ts, []).append(alert_id)
+        for ts, ids in by_ts.items():
+            self._store.mark_delivered_many(ids, channel, ts, self._now())
+            self._log.info("digest (ts %s) was already in Slack; not posting it again", ts)
+        if found:
+            self._recovered(channel)
+        report.delivered += len(found)
+        return [a for a in alerts if a.id not in found]
+
+    async def _post_digest(
+        self,
+        batch: DigestBatch,
+        channel: str | None,
+        blocked: set[str | None],
+        report: DeliveryReport,
+    ) -> bool:
+        """Post one digest message and record every alert it lists; False if it failed."""
+        ids = batch.alert_ids
+        try:
+            ts = await self._send_paced(
+                channel,
+                lambda: self._store.mark_sending_many(ids, channel),
+                functools.partial(
+                    self._notifier.send_digest,
+                    batch,
+                    channel,
+                    instance_id=self._store.instance_id,
+                ),
+                report,
+            )
+        except DeliveryError as exc:
+            self._handle_all(batch.alerts, channel, exc, blocked, report)
+            return False
+        except Exception as exc:  # a bug, not Slack
+            self._internal_error(batch.alerts, exc, report)
+            return False
+        self._store.mark_delivered_many(ids, channel, ts, self._now())
+        self._recovered(channel)
+        report.delivered += len(ids)
+        report.digests += 1
+        return True
+
+    def _handle_all(
+        self,
+        alerts: Sequence[Alert],
+        channel: str | None,
+        exc: DeliveryError,
+        blocked: set[str | None],
+        report: DeliveryReport,
+    ) -> None:
+        """Apply the retry policy to every alert of one message; stop the cycle once, after."""
+        stop = False
+        for alert in alerts:
+            try:
+                self._handle(alert, channel, exc, blocked, report)
+            except _StopCycle:
+                stop = True
+        if stop:
+            raise _StopCycle
 
     async def _update_stories(self, blocked: set[str | None], report: DeliveryReport) -> None:
         """Edit each story root that shows fewer sources than are known (one edit per story)."""

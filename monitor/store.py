@@ -469,7 +469,10 @@ class Store:
     def enqueue_alert(
         self, entry: Entry, match: RuleMatch, now: datetime, *, rules: Sequence[str] = ()
     ) -> int:
-        """Insert one pending alert for ``entry`` (its own transaction); returns its id."""
+        """Insert one pending alert for ``entry`` (its own transaction); returns its id.
+
+        The match's routing applies: quiet hours or a digest schedule hold it.
+        """
         with self.transaction() as conn:
             return _insert_alert(conn, entry, match, tuple(rules) or (match.rule,), now)
 

@@ -22,12 +22,18 @@ import pytest
 
 from monitor.models import Alert
 from monitor.notify.blocks import (
+    DIGEST_ITEMS,
     build_batch,
+    build_digest,
     build_followup,
     build_message,
     escape_mrkdwn,
+    mention_label,
+    mention_markup,
+    plan_digest,
     safe_link,
 )
+from monitor.notify.digest import DigestItem, group_items
 from monitor.stories import StoryView
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -118,9 +124,33 @@ STORY_CASES: dict[str, dict[str, Any]] = {
         VIEW, [replace(BASE, id=i, title=("Partnership " * 20).strip()) for i in range(60)]
     ),
 }
+DIGEST_ALERTS = [
+    BASE,
+    replace(HOSTILE, id=8, mention="<!here>"),
+    replace(BASE, id=9, source="FedScoop", title="US, UK sign AI testing pact", link=None),
+]
+# Messages that may carry markup of our own: a mention (from the rule) and titled links.
+ROUTED_MESSAGES: dict[str, dict[str, Any]] = {
+    "mention": build_message(BASE, mention="<!subteam^S0123ABCD>"),
+    "mention_hostile": build_message(HOSTILE, VIEW, mention="<!here>"),
+    "digest": build_digest(
+        plan_digest(
+            "institute-partnerships",
+            group_items(DIGEST_ALERTS, {9: 7}),  # FedScoop joined GOV.UK's story
+            "<!here>",
+        )[0]
+    ),
+    "digest_long": build_digest(
+        plan_digest(
+            "long",
+            [DigestItem(replace(CASES["long"], id=i)) for i in range(DIGEST_ITEMS + 2)],
+        )[1]
+    ),
+}
 ALL_MESSAGES: dict[str, dict[str, Any]] = {
     **{name: build_message(alert) for name, alert in CASES.items()},
     **STORY_CASES,
+    **ROUTED_MESSAGES,
 }
 
 
@@ -149,12 +179,12 @@ def test_limits(name: str) -> None:
     message = ALL_MESSAGES[name]
     blocks = message["blocks"]
     assert len(blocks) <= 50
-    header = blocks[0]
     if name in CASES or name.startswith("story_root"):
-        assert header["type"] == "header"
-        assert 0 < len(header["text"]["text"].encode("utf-16-le")) // 2 <= 150
-        blocks = blocks[1:]
+        assert blocks[0]["type"] == "header"
     for block in blocks:
+        if block["type"] == "header":
+            assert 0 < len(block["text"]["text"].encode("utf-16-le")) // 2 <= 150
+            continue
         texts = [block["text"]] if "text" in block else block["elements"]
         for text in texts:
             assert text["type"] == "mrkdwn"
@@ -164,13 +194,61 @@ def test_limits(name: str) -> None:
     assert len(json.dumps(message)) < 16_000
 
 
-@pytest.mark.parametrize("name", sorted(ALL_MESSAGES))
+@pytest.mark.parametrize("name", sorted(set(ALL_MESSAGES) - set(ROUTED_MESSAGES)))
 def test_no_raw_control_characters(name: str) -> None:
     # Only our own link markup may use < and >: everything else is escaped.
     for text in _all_texts(ALL_MESSAGES[name]):
         stripped = re.sub(r"<https?://[^<>|]+\|Read the announcement>", "", text)
         assert "<" not in stripped and ">" not in stripped
         assert re.search(r"&(?!amp;|lt;|gt;)", stripped) is None
+
+
+@pytest.mark.parametrize("name", sorted(ROUTED_MESSAGES))
+def test_routed_messages_carry_only_our_markup(name: str) -> None:
+    message = ROUTED_MESSAGES[name]
+    mention = [b for b in message["blocks"] if "<!" in json.dumps(b)]
+    assert mention in ([], [message["blocks"][0]])  # the rule's mention, first, once
+    for text in _all_texts(message)[1:]:
+        if re.fullmatch(r"<!(here|subteam\^S[A-Z0-9]+)>", text):
+            continue  # the mention block itself
+        stripped = re.sub(r"<https?://[^<>|\s]+\|[^<>]+>", "", text)
+        assert "<" not in stripped and ">" not in stripped
+        assert re.search(r"&(?!amp;|lt;|gt;)", stripped) is None
+    fallback = message["text"]
+    assert fallback.count("<!") == (1 if mention else 0)
+    assert fallback.startswith(mention[0]["text"]["text"] if mention else "")
+
+
+def test_mention_markup_is_only_what_a_rule_can_configure() -> None:
+    for good in ("<!here>", "<!channel>", "<!subteam^S0123ABCD>"):
+        assert mention_markup(good) == good
+    for bad in ("<!everyone>", "<@U123>", "<!here> hi", "@here", "<!subteam^S1|x>", None):
+        assert mention_markup(bad) is None
+    assert build_message(BASE, mention="<!everyone>") == build_message(BASE)
+    assert mention_label("<!subteam^S0123ABCD>") == "@subteam:S0123ABCD"
+
+
+def test_digest_lists_a_storys_later_reports_under_its_first() -> None:
+    texts = [b["text"]["text"] for b in ROUTED_MESSAGES["digest"]["blocks"][3:]]
+    assert texts[0] == (
+        "• <https://www.gov.uk/government/news/uk-us-ai-safety?utm=1&amp;x=2|UK and US AI "
+        "Safety Institutes sign memorandum of understanding>\nGOV.UK AI Security Institute · "
+        "2024-05-21\nAlso reported by FedScoop"
+    )
+    assert texts[1].startswith("• &lt;!channel&gt; &lt;!here&gt;")  # javascript: link: no link
+    assert len(texts) == 2
+
+
+def test_digest_split_respects_limits() -> None:
+    items = [DigestItem(replace(CASES["long"], id=i)) for i in range(3 * DIGEST_ITEMS)]
+    batches = plan_digest("r", items, "<!here>")
+    assert [b.part for b in batches] == list(range(1, len(batches) + 1))
+    assert sum(len(b.items) for b in batches) == len(items)
+    assert [b.mention for b in batches] == ["<!here>"] + [None] * (len(batches) - 1)
+    for batch in batches:
+        message = build_digest(batch)
+        assert len(message["blocks"]) <= 50
+        assert len(json.dumps(message)) < 40_000
 
 
 def test_hostile_text_is_inert() -> None:

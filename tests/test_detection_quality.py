@@ -3,7 +3,8 @@
 The rules in ``rules/`` are loaded with the product's loader and matched with
 the product's matcher (through ``bench/eval_rules.py``) against every
 labelled split: ``tests/data/labelled/`` (dev, holdout, fresh) and the blind
-batch ``tests/data/blind/batch1.yaml`` (blind). A rule edit that drops recall
+batches ``tests/data/blind/batch1.yaml`` (blind) and
+``tests/data/blind/batch2.yaml`` (blind2). A rule edit that drops recall
 below 0.95 or precision below 0.92 on any split fails here, listing the items
 it got wrong. How the set was built: ``docs/labelled-set.md``.
 """

@@ -170,7 +170,7 @@ def build_digest(batch: DigestBatch) -> dict[str, Any]:
     if markup:
         blocks.insert(0, {"type": "section", "text": _mrkdwn(markup)})
     lead = f"{markup} " if markup else ""
-    return {"text": f"{lead}{DIGEST_TITLE}: {context}", "blocks": blocks}
+    return {"text": f"{lead}{DIGEST_TITLE} ({context})", "blocks": blocks}
 
 
 def digest_line(item: DigestItem) -> str:

@@ -27,6 +27,8 @@ from monitor.store import Clustering, FeedState, Outcome, Store
 
 log = logging.getLogger("monitor.pipeline")
 
+FLOOD_WARNING = 50  # new alerts from one poll of one feed beyond which we warn the operator
+
 
 @dataclass(frozen=True, slots=True)
 class PollSettings:
@@ -175,6 +177,16 @@ async def poll_feed(
     outcomes = store.record_poll(
         done, entries, found, when, link_window=settings.link_window, clustering=settings.clustering
     )
+    queued = sum(1 for o in outcomes if o.alert_id is not None)
+    if queued > FLOOD_WARNING and not state.first_poll:
+        log.warning(
+            "feed %r produced %d new alerts in one poll: all are queued (nothing is dropped) "
+            "and paced at about one per second per channel; if the feed glitched, review "
+            "them with `monitor outbox`",
+            feed.name,
+            queued,
+            extra={"feed": feed.name},
+        )
     if state.first_poll and fresh and settings.backfill is None:
         log.info(
             "first poll of %r: recorded %d existing entries without alerting "

@@ -418,3 +418,19 @@ def test_clock_jumping_backwards_does_not_silence_a_backing_off_feed(
     assert poll([feed], store, rules, clock)[0].status == "skipped"
     clock.now = T0 - timedelta(days=3)  # the clock jumps back three days
     assert poll([feed], store, rules, clock)[0].status == "ok"
+
+
+def test_a_flood_of_new_alerts_is_queued_and_reported(
+    feed_server: FeedServer, store: Store, rules: RuleSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    feed = Feed("A", feed_server.url("/a.xml"))
+    clock = Clock()
+    feed_server.set("/a.xml", rss([item(0, OTHER)]))
+    poll([feed], store, rules, clock)
+    flood = [item(n, f"{MATCHING} number {n}", days_ago=0) for n in range(1, 61)]
+    feed_server.set("/a.xml", rss([*flood, item(0, OTHER)]))
+    clock.advance(minutes=15)
+    with caplog.at_level("WARNING", logger="monitor.pipeline"):
+        reports = poll([feed], store, rules, clock)
+    assert len(alert_titles(reports)) == 60 and len(store.outbox()) == 60
+    assert "produced 60 new alerts in one poll" in caplog.text

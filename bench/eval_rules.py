@@ -2,7 +2,9 @@
 
 Usage::
 
-    .venv/bin/python bench/eval_rules.py [--split dev|holdout|fresh|blind|blind2|all] [--rules DIR] [-v]
+    .venv/bin/python bench/eval_rules.py [--split SPLIT|all] [--rules DIR] [-v]
+
+where ``SPLIT`` is one of ``dev``, ``holdout``, ``fresh``, ``blind``, ``blind2``.
 
 Each labelled item (title, summary, source, date, label) is turned into an
 :class:`~monitor.models.Entry` and run through the product's own rule loader

@@ -166,7 +166,8 @@ def test_find_sent_pages(slack: SlackEmulator) -> None:
 def test_find_sent_ignores_messages_before_the_alert(slack: SlackEmulator) -> None:
     notifier = bot(slack)
     notifier.send(ALERT, "#alerts", instance_id="db-1")
-    later = replace(ALERT, created_at=NOW + timedelta(hours=1))
+    # The lookup starts LOOKUP_MARGIN (1 day, for clock skew) before the alert was created.
+    later = replace(ALERT, created_at=NOW + timedelta(days=2))
     assert notifier.find_sent(later, "#alerts", instance_id="db-1") is None
 
 

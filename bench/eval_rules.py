@@ -4,7 +4,8 @@ Usage::
 
     .venv/bin/python bench/eval_rules.py [--split SPLIT|all] [--rules DIR] [-v]
 
-where ``SPLIT`` is one of ``dev``, ``holdout``, ``fresh``, ``blind``, ``blind2``.
+where ``SPLIT`` is one of ``dev``, ``holdout``, ``fresh``, ``blind``, ``blind2``,
+``blind3``.
 
 Each labelled item (title, summary, source, date, label) is turned into an
 :class:`~monitor.models.Entry` and run through the product's own rule loader
@@ -16,8 +17,9 @@ Prints precision, recall and F1 per split; ``-v`` also lists every false
 positive and false negative with its ``kind``, and the misses per kind. Tune
 rules on ``dev`` (and ``fresh`` and ``blind``, once their out-of-sample
 figures are recorded); ``holdout`` is for measuring. ``blind`` reads
-``tests/data/blind/batch1.yaml`` and ``blind2`` reads
-``tests/data/blind/batch2.yaml``.
+``tests/data/blind/batch1.yaml``, ``blind2`` reads
+``tests/data/blind/batch2.yaml`` and ``blind3`` reads
+``tests/data/blind/batch3.yaml``.
 """
 
 from __future__ import annotations
@@ -42,18 +44,19 @@ from monitor.rules import RuleSet, load_rules  # noqa: E402
 
 LABELLED_DIR = ROOT / "tests" / "data" / "labelled"
 BLIND_DIR = ROOT / "tests" / "data" / "blind"
-SPLITS = ("dev", "holdout", "fresh", "blind", "blind2")
-# Splits whose file is not ``LABELLED_DIR/<split>.yaml``. ``blind`` and
-# ``blind2`` are batches written by someone who never saw the rules or the
-# labelled set (same item format); see docs/labelled-set.md, "The blind split"
-# and "The second blind batch".
+SPLITS = ("dev", "holdout", "fresh", "blind", "blind2", "blind3")
+# Splits whose file is not ``LABELLED_DIR/<split>.yaml``. ``blind``,
+# ``blind2`` and ``blind3`` are batches written by someone who never saw the
+# rules or the labelled set (same item format); see docs/labelled-set.md,
+# "The blind split", "The second blind batch" and "The third blind batch".
 SPLIT_FILES: dict[str, Path] = {
     "blind": BLIND_DIR / "batch1.yaml",
     "blind2": BLIND_DIR / "batch2.yaml",
+    "blind3": BLIND_DIR / "batch3.yaml",
 }
 # Splits written independently of the others: they may cover the same events
 # (even with the same titles) as dev/holdout/fresh, which are split by event.
-INDEPENDENT_SPLITS = ("blind", "blind2")
+INDEPENDENT_SPLITS = ("blind", "blind2", "blind3")
 DEFAULT_RULES = ROOT / "rules"
 
 

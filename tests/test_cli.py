@@ -357,3 +357,37 @@ def test_feeds_export_then_import_round_trip(tmp_path: Path) -> None:
     assert "already in feeds.yaml: Gov A" in imported.stderr
     assert "name: News B" in imported.stdout and "Gov A" not in imported.stdout
     assert "interval: 30m" in imported.stdout
+
+
+def test_closed_stdout_keeps_alerts_in_the_outbox(rules_dir: Path, tmp_path: Path) -> None:
+    state = tmp_path / "m.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MONITOR_"))}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "once",
+            "--backfill",
+            "all",
+            "--rules",
+            str(rules_dir),
+            "--state",
+            str(state),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=REPO,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader went away before anything was printed
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err
+    listed = monitor("outbox", "--state", str(state))
+    assert "1 undelivered" in listed.stdout
+    delivered = monitor("outbox", "--retry", "--state", str(state))
+    assert ITEMS[0]["title"] in delivered.stdout

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import TextIO
 
+from monitor.errors import DeliveryError
 from monitor.models import Alert
 from monitor.notify.blocks import mention_label
 from monitor.notify.digest import DigestBatch, DigestItem
@@ -72,11 +73,19 @@ class StdoutNotifier:
 
     def _write(self, text: str) -> None:
         try:
-            self._stream.write(text)
-        except UnicodeEncodeError:  # e.g. an ASCII-only terminal and an emoji title
-            encoding = getattr(self._stream, "encoding", None) or "ascii"
-            self._stream.write(text.encode(encoding, "replace").decode(encoding))
-        self._stream.flush()
+            try:
+                self._stream.write(text)
+            except UnicodeEncodeError:  # e.g. an ASCII-only terminal and an emoji title
+                encoding = getattr(self._stream, "encoding", None) or "ascii"
+                self._stream.write(text.encode(encoding, "replace").decode(encoding))
+            self._stream.flush()
+        except OSError as exc:  # a closed pipe (`monitor once | head`), a full disk
+            raise DeliveryError(
+                f"stdout is not writable ({exc.strerror or exc}); alerts stay in the outbox",
+                kind="network",
+                retryable=True,
+                maybe_sent=True,
+            ) from None
 
     def find_sent(
         self,

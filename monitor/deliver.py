@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, DeliveryError
+from monitor.logs import log_ids
 from monitor.models import Alert, AlertStatus
 from monitor.notify import Notifier
 from monitor.notify.blocks import plan_digest
@@ -129,6 +130,8 @@ class Deliverer:
         batches: dict[int, StoryView] = {}  # webhook: stories with follow-ups due
         try:
             for index, alert in enumerate(alerts):
+                # Every log line while this alert is handled carries its ids (JSON logs).
+                log_ids.set({"alert": alert.id, "feed": alert.feed, "rule": alert.rule})
                 try:
                     view, root_id = self._store.story_view(alert)
                     if view is not None and view.followup:
@@ -139,6 +142,7 @@ class Deliverer:
                 except _StopCycle:
                     report.skipped += len(alerts) - index - 1 + len(digests)
                     raise
+            log_ids.set({})
             for story, view in batches.items():
                 await self._send_batch(story, view, blocked, report)
             await self._send_digests(digests, blocked, report)

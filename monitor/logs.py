@@ -10,10 +10,26 @@ import json
 import logging
 import sys
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TextIO
 
 SECRET_VARIABLES = ("SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL")
+
+# Ids of what is being worked on (alert, feed, rule), added to every record logged meanwhile.
+log_ids: ContextVar[dict[str, object]] = ContextVar("log_ids", default={})  # noqa: B039
+
+
+class ContextIds(logging.Filter):
+    """Copy the current :data:`log_ids` onto each record (explicit ``extra`` wins)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in log_ids.get().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
@@ -84,6 +100,7 @@ def configure(
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
         )
+    handler.addFilter(ContextIds())
     handler.addFilter(RedactSecrets(secret_values(env)))
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -124,3 +124,37 @@ def test_redaction_covers_messages_and_tracebacks(tmp_path: Path) -> None:
     text = logging.Formatter().format(record)
     assert TOKEN not in text and "FILESECRET123" not in text
     assert text.count("[redacted]") == 3  # the message, the source line, the exception
+
+
+def test_json_log_lines_about_an_alert_carry_its_ids(
+    tmp_path: Path, feed_server: FeedServer, slack: SlackEmulator
+) -> None:
+    import json as jsonlib
+
+    feed_server.set(
+        "/a.xml",
+        rss(
+            [
+                {
+                    "title": "AI Safety Institute partnership",
+                    "guid": "1",
+                    "link": "https://gov.example/1",
+                }
+            ]
+        ),
+    )
+    rules_dir = write_rules_dir(tmp_path, [{"name": "A", "url": feed_server.url("/a.xml")}])
+    slack.server_error(1, status=503)
+    result = run_once(
+        rules_dir,
+        tmp_path / "m.db",
+        {
+            "SLACK_BOT_TOKEN": slack.token,
+            "SLACK_API_URL": slack.api_url,
+            "SLACK_CHANNEL": "#alerts",
+            "MONITOR_LOG_FORMAT": "json",
+        },
+    )
+    records = [jsonlib.loads(line) for line in result.stderr.splitlines()]
+    [retry] = [r for r in records if "retrying in" in r["message"]]
+    assert retry["alert"] == 1 and retry["feed"] == "A" and retry["rule"] == "partnerships"

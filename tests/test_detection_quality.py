@@ -3,8 +3,9 @@
 The rules in ``rules/`` are loaded with the product's loader and matched with
 the product's matcher (through ``bench/eval_rules.py``) against every
 labelled split: ``tests/data/labelled/`` (dev, holdout, fresh) and the blind
-batches ``tests/data/blind/batch1.yaml`` (blind) and
-``tests/data/blind/batch2.yaml`` (blind2). A rule edit that drops recall
+batches ``tests/data/blind/batch1.yaml`` (blind),
+``tests/data/blind/batch2.yaml`` (blind2) and
+``tests/data/blind/batch3.yaml`` (blind3). A rule edit that drops recall
 below 0.95 or precision below 0.92 on any split fails here, listing the items
 it got wrong. How the set was built: ``docs/labelled-set.md``.
 """
@@ -85,20 +86,44 @@ def test_labelled_set_is_usable() -> None:
     assert not duplicates, f"titles appear twice: {duplicates}"
 
 
+# Titles that a blind batch repeats with a different summary and, because of
+# what that summary says, the opposite label (docs/labelled-set.md, "The third
+# blind batch"). Each (split, title) is listed with its reason; any other
+# disagreement fails.
+SUMMARY_DEPENDENT_LABELS = {
+    (
+        "blind3",
+        "Anthropic signs MOU with UK Government to explore how AI can transform UK public services",
+    ): "dev's summary says the MoU builds on work with the AI Security Institute (true); "
+    "blind3's mentions only public services (false)",
+}
+
+
 def test_independent_batches_agree_with_the_labelled_set() -> None:
     """A blind batch may repeat an item of dev/holdout/fresh (it was written
-    without seeing them), but never with the opposite label."""
-    labels = {
-        item.title: (name, item.label)
+    without seeing them), but never with the opposite label, except for the
+    documented items whose summaries differ (SUMMARY_DEPENDENT_LABELS)."""
+    labelled = {
+        item.title: (name, item.label, item.summary)
         for name in bench.SPLITS
         if name not in bench.INDEPENDENT_SPLITS
         for item in bench.load_items(name)
     }
     for name in bench.INDEPENDENT_SPLITS:
+        items = bench.load_items(name)
+        for item in items:
+            if (name, item.title) in SUMMARY_DEPENDENT_LABELS:
+                assert item.title in labelled, f"stale exception: {item.title!r}"
+                assert labelled[item.title][2] != item.summary, (
+                    f"{item.title!r}: same summary, so the labels must agree"
+                )
         conflicts = [
-            f"{item.title!r}: {name}={item.label}, {labels[item.title][0]}={labels[item.title][1]}"
-            for item in bench.load_items(name)
-            if item.title in labels and labels[item.title][1] != item.label
+            f"{item.title!r}: {name}={item.label}, "
+            f"{labelled[item.title][0]}={labelled[item.title][1]}"
+            for item in items
+            if item.title in labelled
+            and labelled[item.title][1] != item.label
+            and (name, item.title) not in SUMMARY_DEPENDENT_LABELS
         ]
         assert not conflicts, "labels disagree:\n" + "\n".join(conflicts)
 

@@ -44,7 +44,7 @@ from monitor.rules import RuleSet, load_rules  # noqa: E402
 
 LABELLED_DIR = ROOT / "tests" / "data" / "labelled"
 BLIND_DIR = ROOT / "tests" / "data" / "blind"
-SPLITS = ("dev", "holdout", "fresh", "blind", "blind2", "blind3")
+SPLITS = ("dev", "holdout", "fresh", "blind", "blind2", "blind3", "blind4")
 # Splits whose file is not ``LABELLED_DIR/<split>.yaml``. ``blind``,
 # ``blind2`` and ``blind3`` are batches written by someone who never saw the
 # rules or the labelled set (same item format); see docs/labelled-set.md,
@@ -53,10 +53,11 @@ SPLIT_FILES: dict[str, Path] = {
     "blind": BLIND_DIR / "batch1.yaml",
     "blind2": BLIND_DIR / "batch2.yaml",
     "blind3": BLIND_DIR / "batch3.yaml",
+    "blind4": BLIND_DIR / "batch4.yaml",
 }
 # Splits written independently of the others: they may cover the same events
 # (even with the same titles) as dev/holdout/fresh, which are split by event.
-INDEPENDENT_SPLITS = ("blind", "blind2", "blind3")
+INDEPENDENT_SPLITS = ("blind", "blind2", "blind3", "blind4")
 DEFAULT_RULES = ROOT / "rules"
 
 

@@ -96,6 +96,10 @@ SUMMARY_DEPENDENT_LABELS = {
         "Anthropic signs MOU with UK Government to explore how AI can transform UK public services",
     ): "dev's summary says the MoU builds on work with the AI Security Institute (true); "
     "blind3's mentions only public services (false)",
+    (
+        "blind4",
+        "Anthropic signs MOU with UK Government to explore how AI can transform UK public services",
+    ): "as in blind3: blind4's summary mentions only public services (false)",
 }
 
 

@@ -211,9 +211,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", choices=(*SPLITS, "all"), default="dev")
     parser.add_argument("--rules", type=Path, default=DEFAULT_RULES, help="rules directory")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every error")
+    parser.add_argument(
+        "--file",
+        type=Path,
+        help="score one labelled YAML file instead (e.g. an untouched blind batch)",
+    )
     args = parser.parse_args(argv)
 
     ruleset = load_rules(args.rules)
+    if args.file is not None:
+        _report(
+            args.file.stem, run(ruleset, load_items(args.file.stem, args.file.parent)), args.verbose
+        )
+        return 0
     splits = SPLITS if args.split == "all" else (args.split,)
     combined: list[Outcome] = []
     for split in splits:

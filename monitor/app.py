@@ -182,11 +182,11 @@ async def run_cycle(
             now=now,
             concurrency=settings.concurrency,
         )
-    for feed, report in zip(feeds, polls, strict=True):
+    for report in polls:
         if report.status == "skipped" and report.error:
             log.info("skipped %r: %s", report.feed, report.error, extra={"feed": report.feed})
-        elif feed_health is not None:
-            await feed_health.check(store.feed_state(feed), now())
+        elif feed_health is not None and report.state is not None:
+            await feed_health.check(report.state, now())
     delivery = await deliverer.deliver_pending() if deliverer is not None else None
     return CycleReport(tuple(polls), delivery)
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from monitor.backoff import RETRY_AFTER_CAP, next_poll_after
+from monitor.backoff import next_poll_after
 from monitor.dedupe import Backfill, candidates, eligible, new_entries
 from monitor.errors import FeedParseError, StoreError
 from monitor.fetch import FetchLimits, fetch
@@ -54,6 +54,7 @@ class PollReport:
     outcomes: tuple[Outcome, ...] = ()
     error: str | None = None
     elapsed: float = 0.0
+    state: FeedState | None = None  # the feed state this poll recorded (None: skipped)
 
     @property
     def alerts(self) -> list[Outcome]:
@@ -122,8 +123,9 @@ async def poll_feed(
         polled = replace(polled, url=result.moved_to)
 
     if result.status is FetchStatus.NOT_MODIFIED:
-        store.save_feed_state(_succeeded(polled, when, "not_modified"))
-        return PollReport(feed.name, "not_modified", elapsed=result.elapsed)
+        fine = _succeeded(polled, when, "not_modified")
+        store.save_feed_state(fine)
+        return PollReport(feed.name, "not_modified", elapsed=result.elapsed, state=fine)
     if result.status is not FetchStatus.OK:
         return _failed(store, feed, polled, result, when, settings)
 
@@ -132,7 +134,7 @@ async def poll_feed(
         # Same bytes as last time but no validator said so: skip the parse.
         ok = replace(_succeeded(polled, when, "unchanged"), validators=result.validators)
         store.save_feed_state(ok)
-        return PollReport(feed.name, "unchanged", elapsed=result.elapsed)
+        return PollReport(feed.name, "unchanged", elapsed=result.elapsed, state=ok)
     try:
         entries, bozo = await _parse(
             result, feed, when, client=client, store=store, settings=settings
@@ -202,14 +204,15 @@ async def poll_feed(
         new=len(fresh),
         outcomes=tuple(outcomes),
         elapsed=result.elapsed,
+        state=done,
     )
 
 
 def _backing_off(state: FeedState, feed: Feed, settings: PollSettings, now: datetime) -> bool:
     """True while the feed waits out its backoff.
 
-    A wait longer than any backoff we could have set means the clock jumped
-    backwards since: poll now rather than sit silent for that long.
+    A clock earlier than the last poll means it jumped backwards since (the
+    backoff was measured from that poll): poll now rather than sit silent.
     """
     if settings.force or state.next_poll_at is None or now >= state.next_poll_at:
         return False
@@ -217,15 +220,6 @@ def _backing_off(state: FeedState, feed: Feed, settings: PollSettings, now: date
         log.warning(
             "the clock is earlier than the last poll of %r: it moved backwards; polling",
             feed.name,
-            extra={"feed": feed.name},
-        )
-        return False
-    longest = max(RETRY_AFTER_CAP, settings.backoff_cap) + feed.interval
-    if state.next_poll_at - now > longest:
-        log.warning(
-            "feed %r was due at %s, impossibly far ahead: the clock moved backwards; polling",
-            feed.name,
-            f"{state.next_poll_at:%Y-%m-%d %H:%M} UTC",
             extra={"feed": feed.name},
         )
         return False
@@ -277,7 +271,9 @@ def _failed(
         reason,
         extra={"feed": feed.name},
     )
-    return PollReport(feed.name, result.status.value, error=reason, elapsed=result.elapsed)
+    return PollReport(
+        feed.name, result.status.value, error=reason, elapsed=result.elapsed, state=failed
+    )
 
 
 async def poll_all(

@@ -226,8 +226,8 @@ class Service:
                     now=self.now,
                 )
             self.health.set_database_writable(True)
-            if self.feed_health is not None and report.status != "skipped":
-                await self.feed_health.check(self.store.feed_state(feed), self.now())
+            if self.feed_health is not None and report.state is not None:
+                await self.feed_health.check(report.state, self.now())
             if report.alerts:
                 log.info("feed %r: %d new alert(s)", feed.name, len(report.alerts), extra=ids)
                 self._wake_delivery.set()

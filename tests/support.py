@@ -1,13 +1,28 @@
-"""Helpers for tests that need a rules directory on disk."""
+"""Helpers shared by the tests: rules directories on disk, `monitor` subprocesses, polls."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import textwrap
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from monitor.fetch import FetchLimits, make_client
+from monitor.models import Feed
+from monitor.pipeline import PollReport, PollSettings, poll_feed
+from monitor.rules import RuleSet
+from monitor.store import Store
+from tests.slack_emulator import SlackEmulator
+
+REPO = Path(__file__).resolve().parent.parent
 
 SIMPLE_RULES = """
 lists:
@@ -34,3 +49,62 @@ def write_rules_dir(
     for name, text in (extra_files or {}).items():
         (rules_dir / name).write_text(textwrap.dedent(text), "utf-8")
     return rules_dir
+
+
+def monitor_env(**extra: str) -> dict[str, str]:
+    """This process's environment without Slack or monitor settings, plus ``extra``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MONITOR_"))}
+    return {**base, "PYTHONPATH": str(REPO), **extra}
+
+
+def bot_env(slack: SlackEmulator, **extra: str) -> dict[str, str]:
+    """A ``monitor`` environment posting to the emulator with a bot token to #alerts."""
+    return monitor_env(
+        SLACK_BOT_TOKEN=slack.token, SLACK_API_URL=slack.api_url, SLACK_CHANNEL="#alerts", **extra
+    )
+
+
+def run_monitor(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 90,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m monitor ARGS`` to completion (default env: :func:`monitor_env`)."""
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        capture_output=True,
+        text=True,
+        env=dict(env) if env is not None else monitor_env(),
+        cwd=cwd or REPO,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``condition`` every 0.1 s; fail the test if it is not true within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def poll_once(feed: Feed, store: Store, rules: RuleSet, now: datetime) -> PollReport:
+    """One real poll of ``feed`` (short limits) at the fixed time ``now``."""
+    limits = FetchLimits(deadline=5.0, connect_timeout=2.0, read_timeout=2.0)
+
+    async def go() -> PollReport:
+        async with make_client(limits) as client:
+            return await poll_feed(
+                feed,
+                client=client,
+                store=store,
+                rules=rules,
+                settings=PollSettings(limits=limits),
+                now=lambda: now,
+            )
+
+    return asyncio.run(go())

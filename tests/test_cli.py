@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -14,26 +13,15 @@ import pytest
 from monitor.cli import build_parser
 from tests.feedserver import FeedServer, rss
 from tests.slack_emulator import SlackEmulator
-from tests.support import write_rules_dir
+from tests.support import REPO, monitor_env, run_monitor, write_rules_dir
 
-REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ["run", "once", "check", "outbox", "feeds", "explain", "backtest", "healthcheck", "demo"]
 
 
 def monitor(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MONITOR_"))}
-    base["PYTHONPATH"] = str(REPO)
-    return subprocess.run(
-        [sys.executable, "-m", "monitor", *args],
-        capture_output=True,
-        text=True,
-        env={**base, **(env or {})},
-        cwd=cwd or REPO,
-        timeout=timeout,
-        check=False,
-    )
+    return run_monitor(*args, env=monitor_env(**(env or {})), cwd=cwd, timeout=timeout)
 
 
 def recent(days: float) -> datetime:
@@ -361,8 +349,7 @@ def test_feeds_export_then_import_round_trip(tmp_path: Path) -> None:
 
 def test_closed_stdout_keeps_alerts_in_the_outbox(rules_dir: Path, tmp_path: Path) -> None:
     state = tmp_path / "m.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MONITOR_"))}
-    env["PYTHONPATH"] = str(REPO)
+    env = monitor_env()
     proc = subprocess.Popen(
         [
             sys.executable,

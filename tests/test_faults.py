@@ -37,7 +37,7 @@ from monitor.rules import RuleSet, load_rules
 from monitor.store import Store
 from tests.feedserver import FeedServer, rss
 from tests.slack_emulator import SlackEmulator
-from tests.support import write_rules_dir
+from tests.support import bot_env, run_monitor, write_rules_dir
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -117,31 +117,11 @@ def poll_raising(store: Store, rules: RuleSet, feed: Feed, clock: Clock) -> None
     asyncio.run(go())
 
 
-def env_for(slack: SlackEmulator) -> dict[str, str]:
-    """Environment for a ``monitor`` subprocess posting to the emulator with a bot token."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MONITOR_"))}
-    return {
-        **base,
-        "PYTHONPATH": str(REPO),
-        "SLACK_BOT_TOKEN": slack.token,
-        "SLACK_API_URL": slack.api_url,
-        "SLACK_CHANNEL": "#alerts",
-    }
-
-
 def monitor(
     slack: SlackEmulator, *args: str, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m monitor ARGS`` to completion."""
-    return subprocess.run(
-        [sys.executable, "-m", "monitor", *args],
-        capture_output=True,
-        text=True,
-        env=env_for(slack),
-        cwd=REPO,
-        timeout=timeout,
-        check=False,
-    )
+    """Run ``python -m monitor ARGS`` to completion, posting to the emulator."""
+    return run_monitor(*args, env=bot_env(slack), timeout=timeout)
 
 
 def posted_titles(slack: SlackEmulator) -> list[str]:
@@ -518,7 +498,7 @@ def test_two_monitors_started_together_post_each_alert_once(
     procs = [
         subprocess.Popen(
             args,
-            env=env_for(slack),
+            env=bot_env(slack),
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

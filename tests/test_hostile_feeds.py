@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import resource
-import subprocess
-import sys
 import time
 import unicodedata
 import zlib
@@ -37,7 +34,7 @@ from monitor.rules import RuleSet, load_rules
 from monitor.store import Store
 from tests.feedserver import FeedServer, RequestInfo, Responder, rss
 from tests.slack_emulator import PostedMessage, SlackEmulator
-from tests.support import write_rules_dir
+from tests.support import bot_env, run_monitor, write_rules_dir
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime.now(UTC)
@@ -112,18 +109,6 @@ def hostile_items() -> list[str]:
     return out
 
 
-def env_for(slack: SlackEmulator) -> dict[str, str]:
-    """A ``monitor`` subprocess environment posting to the emulator with a bot token."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MONITOR_"))}
-    return {
-        **base,
-        "PYTHONPATH": str(REPO),
-        "SLACK_BOT_TOKEN": slack.token,
-        "SLACK_API_URL": slack.api_url,
-        "SLACK_CHANNEL": "#alerts",
-    }
-
-
 def texts(message: PostedMessage) -> list[str]:
     """Every string Slack would render from a message: fallback text and all block texts."""
     found = [message.text]
@@ -188,26 +173,10 @@ def test_hostile_text_reaches_slack_as_inert_text_within_limits(
     rules_dir = write_rules_dir(
         tmp_path, [{"name": "Hostile", "url": feed_server.url("/hostile.xml")}]
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "monitor",
-            "once",
-            "--backfill",
-            "all",
-            "--rules",
-            str(rules_dir),
-            "--state",
-            str(tmp_path / "m.db"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env_for(slack),
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
+    result = run_monitor(
+        "once", "--backfill", "all", "--rules", str(rules_dir), "--state", str(tmp_path / "m.db"),
+        env=bot_env(slack), timeout=120,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     messages = slack.messages
     top = [m for m in messages if (m.blocks or [{}])[0].get("type") == "header"]

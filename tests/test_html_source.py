@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -13,15 +12,13 @@ import pytest
 from monitor.config import load_feeds
 from monitor.dates import parse_date, zone
 from monitor.errors import ConfigErrors, FeedParseError
-from monitor.fetch import FetchLimits, make_client
 from monitor.models import Feed, HtmlSelectors
-from monitor.pipeline import PollReport, PollSettings, poll_feed
 from monitor.rules import RuleSet, load_rules
 from monitor.sources import parse_entries
 from monitor.sources.html import decode_html, parse_field, selector_problems
 from monitor.store import Store
 from tests.feedserver import FeedServer
-from tests.support import write_rules_dir
+from tests.support import poll_once, write_rules_dir
 
 DATA = Path(__file__).parent / "data" / "html"
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -296,23 +293,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def rules(tmp_path: Path) -> RuleSet:
     return load_rules(write_rules_dir(tmp_path, [{"name": "x", "url": "https://x.example/"}]))
-
-
-def poll_once(feed: Feed, store: Store, rules: RuleSet, now: datetime) -> PollReport:
-    limits = FetchLimits(deadline=5.0, connect_timeout=2.0, read_timeout=2.0)
-
-    async def go() -> PollReport:
-        async with make_client(limits) as client:
-            return await poll_feed(
-                feed,
-                client=client,
-                store=store,
-                rules=rules,
-                settings=PollSettings(limits=limits),
-                now=lambda: now,
-            )
-
-    return asyncio.run(go())
 
 
 def test_html_feed_through_the_pipeline(

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -16,9 +13,7 @@ import yaml
 from monitor.models import Feed
 from monitor.reload import diff_feeds, fingerprint, try_reload
 from tests.feedserver import FeedServer, rss
-from tests.support import write_rules_dir
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support import monitor_env, wait_for, write_rules_dir
 
 
 class Output:
@@ -38,15 +33,6 @@ class Output:
 
     def text(self) -> str:
         return "".join(self.lines)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def write_feeds(rules_dir: Path, feeds: list[dict[str, object]]) -> None:
@@ -81,8 +67,7 @@ def test_run_reloads_good_edits_and_keeps_last_good_config(
     feed_server.set("/b.xml", rss([{"title": "Old", "guid": "1"}]))
     a = {"name": "A", "url": feed_server.url("/a.xml"), "interval": "10m"}
     rules_dir = write_rules_dir(tmp_path, [a])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MONITOR_"))}
-    env.update(PYTHONPATH=str(REPO), MONITOR_HTTP_PORT="0", MONITOR_RELOAD_INTERVAL="0.3")
+    env = monitor_env(MONITOR_HTTP_PORT="0", MONITOR_RELOAD_INTERVAL="0.3")
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,35 +10,16 @@ from pathlib import Path
 from monitor.logs import RedactSecrets, secret_values
 from tests.feedserver import FeedServer, rss
 from tests.slack_emulator import SlackEmulator
-from tests.support import write_rules_dir
+from tests.support import monitor_env, run_monitor, write_rules_dir
 
-REPO = Path(__file__).resolve().parent.parent
 TOKEN = "xoxb-1111-2222-supersecrettoken"
 
 
 def run_once(rules_dir: Path, state: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MONITOR_"))}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "monitor",
-            "once",
-            "--backfill",
-            "all",
-            "--log-level",
-            "DEBUG",
-            "--rules",
-            str(rules_dir),
-            "--state",
-            str(state),
-        ],
-        env={**base, "PYTHONPATH": str(REPO), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_monitor(
+        "once", "--backfill", "all", "--log-level", "DEBUG", "--rules", str(rules_dir),
+        "--state", str(state), env=monitor_env(**env), timeout=60,
+    )  # fmt: skip
 
 
 def test_token_from_file_is_never_logged(
@@ -95,17 +75,7 @@ def test_webhook_url_is_never_logged_even_when_unreachable(
     result = run_once(rules_dir, tmp_path / "m.db", {"SLACK_WEBHOOK_URL": hook})
     assert result.returncode == 0, result.stderr
     assert "XXXXWEBHOOKSECRETXXXX" not in result.stderr + result.stdout
-    assert (
-        "1 undelivered"
-        in subprocess.run(
-            [sys.executable, "-m", "monitor", "outbox", "--state", str(tmp_path / "m.db")],
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        ).stdout
-    )
+    assert "1 undelivered" in run_monitor("outbox", "--state", str(tmp_path / "m.db")).stdout
 
 
 def test_redaction_covers_messages_and_tracebacks(tmp_path: Path) -> None:

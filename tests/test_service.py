@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import sqlite3
@@ -10,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,14 +16,11 @@ import httpx
 import pytest
 
 from tests.feedserver import FeedServer, RequestInfo, Responder, rss
-from tests.support import write_rules_dir
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support import monitor_env, run_monitor, wait_for, write_rules_dir
 
 
 def start(rules_dir: Path, state: Path, **env: str) -> subprocess.Popen[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MONITOR_"))}
-    base.update({"PYTHONPATH": str(REPO), "MONITOR_HTTP_PORT": "0", **env})
+    base = monitor_env(**{"MONITOR_HTTP_PORT": "0", **env})  # a test may set its own port
     return subprocess.Popen(
         [sys.executable, "-m", "monitor", "run", "--rules", str(rules_dir), "--state", str(state)],
         stdout=subprocess.PIPE,
@@ -33,15 +28,6 @@ def start(rules_dir: Path, state: Path, **env: str) -> subprocess.Popen[str]:
         text=True,
         env=base,
     )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def feed_rows(state: Path) -> list[tuple[str, str | None]]:
@@ -169,27 +155,15 @@ def test_health_and_metrics_endpoints_on_a_running_service(
             "monitor_rules_loaded 1.0",
         ):
             assert name in metrics.text, name
-        probe = subprocess.run(
-            [sys.executable, "-m", "monitor", "healthcheck"],
-            env={**os.environ, "PYTHONPATH": str(REPO), "MONITOR_HTTP_PORT": str(port)},
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        probe = run_monitor("healthcheck", env=monitor_env(MONITOR_HTTP_PORT=str(port)))
         assert probe.returncode == 0, probe.stderr
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     finally:
         proc.kill()
     assert proc.returncode == 0
-    down = subprocess.run(
-        [sys.executable, "-m", "monitor", "healthcheck", "--timeout", "1"],
-        env={**os.environ, "PYTHONPATH": str(REPO), "MONITOR_HTTP_PORT": str(port)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    down = run_monitor(
+        "healthcheck", "--timeout", "1", env=monitor_env(MONITOR_HTTP_PORT=str(port))
     )
     assert down.returncode == 1 and "unhealthy" in down.stderr
 
@@ -235,43 +209,21 @@ def test_second_instance_on_the_same_state_refuses_to_start(
     first = start(rules_dir, state)
     try:
         wait_for(lambda: len(feed_rows(state)) == 1)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MONITOR_"))}
-        env["PYTHONPATH"] = str(REPO)
+        env = monitor_env()
         for args in (["run"], ["once"], ["outbox", "--retry"]):
             where = ["--state", str(state)]
             if args[0] != "outbox":
                 where += ["--rules", str(rules_dir)]
-            second = subprocess.run(
-                [sys.executable, "-m", "monitor", *args, *where],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            second = run_monitor(*args, *where, env=env)
             assert second.returncode == 1, (args, second.stderr)
             assert f"another monitor (pid {first.pid})" in second.stderr
         # Read-only commands still work while the service runs.
-        listing = subprocess.run(
-            [sys.executable, "-m", "monitor", "outbox", "--state", str(state)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        listing = run_monitor("outbox", "--state", str(state), env=env)
         assert listing.returncode == 0, listing.stderr
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=30)
     finally:
         first.kill()
     # Once the first has stopped, the lock is free again.
-    again = subprocess.run(
-        [sys.executable, "-m", "monitor", "once", "--rules", str(rules_dir), "--state", str(state)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    again = run_monitor("once", "--rules", str(rules_dir), "--state", str(state), env=env)
     assert again.returncode == 0, again.stderr

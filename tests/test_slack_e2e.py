@@ -7,7 +7,6 @@ the loopback feed server and Slack emulator.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,9 +19,8 @@ import pytest
 
 from tests.feedserver import FeedServer, rss
 from tests.slack_emulator import SlackEmulator
-from tests.support import write_rules_dir
+from tests.support import REPO, bot_env, run_monitor, write_rules_dir
 
-REPO = Path(__file__).resolve().parent.parent
 NOW = datetime.now(UTC)
 
 STORIES = [
@@ -95,29 +93,14 @@ def slow_slack() -> Iterator[SlackEmulator]:
 
 
 def env_for(slack: SlackEmulator) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MONITOR_"))}
-    return {
-        **base,
-        "PYTHONPATH": str(REPO),
-        "SLACK_BOT_TOKEN": slack.token,
-        "SLACK_API_URL": slack.api_url,
-        "SLACK_CHANNEL": "#alerts",
-        "MONITOR_CONCURRENCY": "1",  # fixed feed order: the Gov copy of a story wins
-    }
+    # MONITOR_CONCURRENCY=1: fixed feed order, so the Gov copy of a story wins.
+    return bot_env(slack, MONITOR_CONCURRENCY="1")
 
 
 def monitor(
     slack: SlackEmulator, *args: str, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "monitor", *args],
-        capture_output=True,
-        text=True,
-        env=env_for(slack),
-        cwd=REPO,
-        timeout=timeout,
-        check=False,
-    )
+    return run_monitor(*args, env=env_for(slack), timeout=timeout)
 
 
 def expected_titles(rules_dir: Path, state: Path, slack: SlackEmulator) -> list[str]:

@@ -76,7 +76,10 @@ async def _cycle(
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(workers))
     config = load_config(rules_dir)
     settings = Settings.from_env(os.environ)
-    poll = PollSettings(limits=settings.limits, retention=settings.retention)
+    # The parse pool `monitor once` would use (MONITOR_PARSE_PROCESSES; auto by feed count).
+    parser = settings.parse_pool(len(config.feeds.feeds))
+    parser.start()
+    poll = PollSettings(limits=settings.limits, retention=settings.retention, parser=parser)
     store = Store.open(state)
     stop = asyncio.Event()
     watcher = asyncio.create_task(_watch(lags, busy, stop))
@@ -95,6 +98,7 @@ async def _cycle(
     finally:
         stop.set()
         await watcher
+        parser.close()
         store.close()
     return report.summary()
 

@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from monitor.clients import ClientPool
 from monitor.config import FEEDS_FILE, FeedsConfig, load_feeds
 from monitor.deliver import Deliverer, DeliveryReport, FollowupPolicy
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, ConfigErrors
 from monitor.feedhealth import FeedHealthReporter, HealthPolicy
-from monitor.fetch import FetchLimits, make_client
+from monitor.fetch import FetchLimits
 from monitor.models import Feed
 from monitor.notify import Notifier
+from monitor.parsepool import MAX_PROCESSES, ParsePool, auto_processes
 from monitor.parties import PARTIES_FILE, Gazetteer, load_parties
 from monitor.pipeline import PollReport, PollSettings, poll_all
 from monitor.rules import RuleSet, load_rules
@@ -47,12 +49,19 @@ class Settings:
     limits: FetchLimits = field(default_factory=FetchLimits)
     shutdown_grace: float = 10.0
     reload_every: float = 5.0  # seconds between looks at rules/ in `monitor run`; 0: never
+    parse_processes: int | None = None  # None: auto (see monitor.parsepool.auto_processes)
+
+    def parse_pool(self, feed_count: int) -> ParsePool:
+        """The parse pool for ``feed_count`` feeds (not started)."""
+        if self.parse_processes is None:
+            return ParsePool(auto_processes(feed_count))
+        return ParsePool(self.parse_processes)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Read ``MONITOR_CONCURRENCY``, ``MONITOR_RETENTION``, ``MONITOR_MAX_FEED_BYTES``,
-        ``MONITOR_FETCH_DEADLINE`` and ``MONITOR_SHUTDOWN_GRACE``; raise ConfigError naming
-        the bad variable."""
+        ``MONITOR_FETCH_DEADLINE``, ``MONITOR_SHUTDOWN_GRACE``, ``MONITOR_RELOAD_INTERVAL`` and
+        ``MONITOR_PARSE_PROCESSES``; raise ConfigError naming the bad variable."""
 
         def get(name: str, parse: Callable[[str], object], default: object) -> object:
             raw = env.get(name)
@@ -71,6 +80,7 @@ class Settings:
         deadline = get("MONITOR_FETCH_DEADLINE", float, 30.0)
         grace = float(str(get("MONITOR_SHUTDOWN_GRACE", float, 10.0)))
         reload_every = float(str(get("MONITOR_RELOAD_INTERVAL", float, 5.0)))
+        processes = get("MONITOR_PARSE_PROCESSES", _parse_processes, None)
         if reload_every < 0:
             raise ConfigError("MONITOR_RELOAD_INTERVAL must be 0 (off) or a number of seconds")
         if not 0 <= grace <= 600:
@@ -86,7 +96,18 @@ class Settings:
             limits=limits,
             shutdown_grace=grace,
             reload_every=reload_every,
+            parse_processes=processes if isinstance(processes, int) else None,
         )
+
+
+def _parse_processes(raw: str) -> int | None:
+    """``auto`` or a number of worker processes, 0 meaning threads."""
+    if raw.strip().lower() == "auto":
+        return None
+    value = int(raw)
+    if not 0 <= value <= MAX_PROCESSES:
+        raise ValueError(f"use auto, 0 (threads) or up to {MAX_PROCESSES} processes")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +193,7 @@ async def run_cycle(
 ) -> CycleReport:
     """Poll every feed once, report feeds that broke or recovered, then deliver what is
     pending. Dry runs pass neither ``deliverer`` nor ``feed_health``."""
-    async with make_client(settings.limits, max_connections=settings.concurrency) as client:
+    async with ClientPool(settings.limits, connections=settings.concurrency) as client:
         polls = await poll_all(
             feeds,
             client=client,

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
@@ -375,7 +376,10 @@ def _once_in(
     config: Config, state_path: Path, settings: Settings, poll: PollSettings, *, dry: bool
 ) -> int:
     store = Store.open_snapshot(state_path) if dry else Store.open(state_path)
+    parser = settings.parse_pool(len(config.feeds.feeds))
     try:
+        parser.start()  # forks its workers, if any, before anything starts a thread
+        poll = replace(poll, parser=parser)
         deliverer = feed_health = None
         if not dry:
             notifier = notifier_from_env(os.environ, stdout=sys.stdout)
@@ -399,6 +403,7 @@ def _once_in(
         else:
             store.prune(utc_now(), settings.retention)
     finally:
+        parser.close()
         store.close()
     log.info("%s", report.summary())
     return 0

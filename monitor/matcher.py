@@ -28,6 +28,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from monitor.query import (
     TEXT_FIELDS,
@@ -40,7 +41,7 @@ from monitor.query import (
     _Regex,
     _Words,
 )
-from monitor.textmatch import Document, SpanCache, Unit
+from monitor.textmatch import Document, Pattern, SpanCache, Unit
 
 # An anchor is a folded word that must occur in a text field of the document:
 # as a whole word (EXACT), as the start of a word (PREFIX), or as the first half
@@ -243,7 +244,13 @@ def _words_anchors(words: _Words) -> _Anchors:
 
     A phrase needs all its units; the one with the longest word is taken.
     """
-    units = words.pattern.units
+    return _pattern_anchors(words.pattern)
+
+
+@lru_cache(maxsize=16384)
+def _pattern_anchors(pattern: Pattern) -> _Anchors:
+    # Shared lists put the same pattern under many rules: compute its anchors once.
+    units = pattern.units
     if not units:
         return frozenset()  # matches nothing
     return max((_unit_anchors(unit) for unit in units), key=_main_length)

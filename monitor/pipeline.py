@@ -17,10 +17,12 @@ from datetime import datetime, timedelta
 import httpx
 
 from monitor.backoff import next_poll_after
+from monitor.clients import ClientPool
 from monitor.dedupe import Backfill, candidates, eligible, new_entries
 from monitor.errors import FeedParseError, StoreError
 from monitor.fetch import FetchLimits, fetch
 from monitor.models import Entry, Feed, FetchResult, FetchStatus
+from monitor.parsepool import ParsePool
 from monitor.rules import RuleSet
 from monitor.sources import read_entries
 from monitor.store import Clustering, FeedState, Outcome, Store
@@ -41,6 +43,7 @@ class PollSettings:
     backoff_cap: timedelta = timedelta(hours=6)
     force: bool = False  # poll even when the feed is backing off
     clustering: Clustering = field(default_factory=Clustering)  # parties and story knobs
+    parser: ParsePool | None = None  # worker processes for parsing; None: a thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,7 @@ async def _parse(
         client=client,
         limits=settings.limits,
         seen=lambda ids: store.seen_ids(feed.name, ids),
+        parser=settings.parser,
     )
 
 
@@ -92,9 +96,20 @@ async def poll_feed(
     rules: RuleSet,
     settings: PollSettings,
     now: Callable[[], datetime],
+    state: FeedState | None = None,
+    unchanged: list[FeedState] | None = None,
 ) -> PollReport:
-    """Poll ``feed`` once and record the result; never raises for feed problems."""
-    state = store.feed_state(feed)
+    """Poll ``feed`` once and record the result; never raises for feed problems.
+
+    ``state`` is the feed's stored state when the caller read it already.
+    With an ``unchanged`` list, the state of a feed that answered "not
+    modified" is appended there for the caller to write in one batch
+    (:func:`poll_all` does) instead of being written at once; only those
+    timestamps can be lost if the process dies before, and the next poll
+    writes them again.
+    """
+    if state is None:
+        state = store.feed_state(feed)
     started = now()
     if state.gone and not settings.force:
         return PollReport(
@@ -124,7 +139,10 @@ async def poll_feed(
 
     if result.status is FetchStatus.NOT_MODIFIED:
         fine = _succeeded(polled, when, "not_modified")
-        store.save_feed_state(fine)
+        if unchanged is not None:
+            unchanged.append(fine)
+        else:
+            store.save_feed_state(fine)
         return PollReport(feed.name, "not_modified", elapsed=result.elapsed, state=fine)
     if result.status is not FetchStatus.OK:
         return _failed(store, feed, polled, result, when, settings)
@@ -276,25 +294,59 @@ def _failed(
     )
 
 
+STATE_BATCH = 200  # "not modified" feed states written per transaction by poll_all
+
+
 async def poll_all(
     feeds: Sequence[Feed],
     *,
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient | ClientPool,
     store: Store,
     rules: RuleSet,
     settings: PollSettings,
     now: Callable[[], datetime],
     concurrency: int = 10,
 ) -> list[PollReport]:
-    """Poll every feed once, at most ``concurrency`` at a time, in the order given."""
+    """Poll every feed once, at most ``concurrency`` at a time, in the order given.
+
+    With a :class:`ClientPool`, each poll leases its least busy client.
+    Feed states are read in one query, and the states of feeds that answered
+    "not modified" are written in batches of :data:`STATE_BATCH`.
+    """
     gate = asyncio.Semaphore(concurrency)
+    states = store.feed_states_for(feeds)
+    unchanged: list[FeedState] = []
+
+    def flush(at_least: int) -> None:
+        if len(unchanged) >= at_least:
+            batch = unchanged[:]
+            unchanged.clear()
+            store.save_feed_states(batch)
+
+    async def poll(feed: Feed, http: httpx.AsyncClient) -> PollReport:
+        report = await poll_feed(
+            feed,
+            client=http,
+            store=store,
+            rules=rules,
+            settings=settings,
+            now=now,
+            state=states.get(feed.name),
+            unchanged=unchanged,
+        )
+        flush(STATE_BATCH)
+        return report
+
+    async def leased(feed: Feed) -> PollReport:
+        if isinstance(client, ClientPool):
+            async with client.lease() as http:
+                return await poll(feed, http)
+        return await poll(feed, client)
 
     async def one(feed: Feed) -> PollReport:
         async with gate:
             try:
-                return await poll_feed(
-                    feed, client=client, store=store, rules=rules, settings=settings, now=now
-                )
+                return await leased(feed)
             except StoreError:
                 raise  # the database is unusable: every other feed would fail the same way
             except Exception as exc:  # a bug in one feed's path must not stop the rest
@@ -303,4 +355,7 @@ async def poll_all(
                 )
                 return PollReport(feed.name, "error", error=f"internal error: {exc}")
 
-    return list(await asyncio.gather(*(one(f) for f in feeds)))
+    try:
+        return list(await asyncio.gather(*(one(f) for f in feeds)))
+    finally:
+        flush(1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import TypeVar
 
 from monitor.errors import QuerySyntaxError
@@ -610,7 +611,9 @@ class _Parser:
         self.leaves += 1
         return self.leaves
 
-    def words(self, text: str, pos: int, fld: str | None, order: _Order) -> _Words:
+    def words(
+        self, text: str, pos: int, fld: str | None, order: _Order, span: _Span = (0, 0)
+    ) -> _Words:
         prefix = text.endswith("*")
         literal = fold_phrase(text.rstrip("*"))
         if fld == "domain":
@@ -620,7 +623,7 @@ class _Parser:
                 )
             literal = literal.strip(".")
         fields = (fld,) if fld else DEFAULT_FIELDS
-        return _Words(text, order, pos, fields, compile_pattern(text), literal, prefix)
+        return _Words(text, order, pos, fields, compile_pattern(text), literal, prefix, span)
 
     def list_ref(self, tok: _Tok, fld: str | None) -> _Node:
         items = self.lists.get(tok.text)
@@ -638,8 +641,7 @@ class _Parser:
                 raise self.fail(
                     f"list '@{tok.text}' item {item!r}: {exc.message}", tok.pos
                 ) from None
-            words = self.words(item.strip(), tok.pos, fld, (order, k))
-            leaves.append(replace(words, span=(tok.pos, tok.end)))
+            leaves.append(self.words(item.strip(), tok.pos, fld, (order, k), (tok.pos, tok.end)))
         # Kept as a group even for one item, so a trace can show the list by name.
         return _Or(tok.pos, tuple(leaves), (tok.pos, tok.end), tok.text)
 
@@ -667,6 +669,7 @@ def compile_query(text: str, lists: Mapping[str, Sequence[str]] | None = None) -
 _ITEM_CHARS = re.compile(r"[\w\s\-.'’‘&*]")
 
 
+@lru_cache(maxsize=16384)
 def validate_list_item(item: str) -> None:
     """Raise :class:`~monitor.errors.QuerySyntaxError` unless ``item`` is a valid list item.
 

@@ -26,7 +26,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import httpx
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -38,15 +37,16 @@ from monitor.app import (
     make_feed_health,
     utc_now,
 )
+from monitor.clients import ClientPool
 from monitor.deliver import Deliverer
 from monitor.errors import StoreError
 from monitor.feedhealth import FeedHealthReporter
-from monitor.fetch import make_client
 from monitor.health import HealthServer, HealthState, beat, host_from_env, port_from_env
 from monitor.lock import state_lock
 from monitor.metrics import Metrics
 from monitor.models import AlertStatus, Feed
 from monitor.notify import Notifier, notifier_from_env
+from monitor.parsepool import ParsePool
 from monitor.pipeline import PollReport, PollSettings, poll_feed
 from monitor.reload import diff_feeds, fingerprint, try_reload
 from monitor.store import Store
@@ -75,6 +75,7 @@ class Service:
         feed_health: FeedHealthReporter | None = None,
         rules_dir: Path | None = None,
         reload_every: float = 5.0,
+        parser: ParsePool | None = None,
     ) -> None:
         self.feed_health = feed_health
         self.rules_dir = rules_dir
@@ -91,13 +92,14 @@ class Service:
             limits=settings.limits,
             retention=settings.retention,
             clustering=config.clustering(os.environ),
+            parser=parser,
         )
         self._stop = asyncio.Event()
         self._wake_delivery = asyncio.Event()
         self._in_flight: set[asyncio.Task[object]] = set()
         self._gate = asyncio.Semaphore(settings.concurrency)
         self.grace = SHUTDOWN_GRACE
-        self._client: httpx.AsyncClient | None = None
+        self._clients: ClientPool | None = None
         self.scheduler: AsyncIOScheduler | None = None
 
     def stop(self) -> None:
@@ -106,7 +108,7 @@ class Service:
 
     async def run(self) -> None:
         """Run until :meth:`stop` is called."""
-        self._client = make_client(self.settings.limits, max_connections=self.settings.concurrency)
+        self._clients = ClientPool(self.settings.limits, connections=self.settings.concurrency)
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         for index, feed in enumerate(self.config.feeds.feeds):
             self._schedule(feed, index)
@@ -211,15 +213,19 @@ class Service:
 
     async def _poll_job(self, feed: Feed) -> None:
         task = asyncio.current_task()
-        assert task is not None and self._client is not None
+        assert task is not None and self._clients is not None
         self._in_flight.add(task)
         deadline = self.settings.limits.deadline * 2 + 30
         ids = {"feed": feed.name}
         try:
-            async with self._gate, asyncio.timeout(deadline):
+            async with (
+                self._gate,
+                self._clients.lease() as client,
+                asyncio.timeout(deadline),
+            ):
                 report = await poll_feed(
                     feed,
-                    client=self._client,
+                    client=client,
                     store=self.store,
                     rules=self.config.rules,
                     settings=self.poll_settings,
@@ -300,8 +306,8 @@ class Service:
             log.warning("abandoned %d task(s) still running after the grace period", len(pending))
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
-        if self._client is not None:
-            await self._client.aclose()
+        if self._clients is not None:
+            await self._clients.aclose()
         log.info("stopped")
 
 
@@ -332,7 +338,9 @@ def _serve(
     metrics.set_feeds_configured(len(config.feeds.feeds))
     store = Store.open(state_path)
     server: HealthServer | None = None
+    parser = settings.parse_pool(len(config.feeds.feeds))
     try:
+        parser.start()  # forks its workers, if any, before the health server's thread starts
         health.set_database_writable(True)
         metrics.seed_feeds(store.feed_states())
         if port is not None:
@@ -352,12 +360,14 @@ def _serve(
             feed_health=make_feed_health(store, notifier, env),
             rules_dir=rules_dir,
             reload_every=settings.reload_every,
+            parser=parser,
         )
         service.grace = settings.shutdown_grace
         asyncio.run(_main(service))
     finally:
         if server is not None:
             server.stop()
+        parser.close()
         store.close()
     return 0
 

@@ -19,6 +19,7 @@ import unicodedata
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
@@ -225,6 +226,7 @@ class Document:
         return index
 
 
+@lru_cache(maxsize=16384)
 def fold_phrase(text: str) -> str:
     """Fold ``text`` and collapse runs of whitespace, for exact comparisons (tags)."""
     return " ".join(fold(text).split())
@@ -306,11 +308,14 @@ class Pattern:
         return sorted(set(found))
 
 
+@lru_cache(maxsize=16384)
 def compile_pattern(text: str) -> Pattern:
     """Compile a term or phrase as written; a trailing ``*`` makes the last word a prefix.
 
     The text is folded and tokenised exactly like document text, so a term
     that is several tokens (``AI-safety``, ``安全研究所``) is a phrase.
+    Patterns are immutable, so one is shared by every rule and list that
+    spells the term the same way (a rule set compiles each list once per use).
     """
     stripped = text.strip()
     prefix = stripped.endswith("*")

@@ -58,6 +58,7 @@ class RequestInfo:
     query: str  # without the "?", "" when absent
     headers: Mapping[str, str]
     target: str  # the request target as sent: path plus "?query"
+    peer: tuple[str, int] = ("", 0)  # the client's address: one per connection
 
 
 Handler = Callable[[RequestInfo, "Responder"], object]  # the return value is ignored
@@ -224,6 +225,7 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
             query=parts.query,
             headers={k.lower(): v for k, v in self.headers.items()},
             target=self.path,
+            peer=(str(self.client_address[0]), int(self.client_address[1])),
         )
         with state.lock:
             state.requests.append(info)

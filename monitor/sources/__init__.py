@@ -26,6 +26,7 @@ from monitor.fetch import FetchLimits
 from monitor.models import Entry, Feed, FetchResult, ParsedFeed
 from monitor.normalize import normalize_entries
 from monitor.parse import parse_feed
+from monitor.parsepool import ParsePool
 from monitor.sources.html import parse_html_listing
 from monitor.sources.jsonfeed import looks_like_json, parse_json_feed
 from monitor.sources.sitemap import SeenIds, read_sitemap
@@ -41,20 +42,23 @@ async def read_entries(
     client: httpx.AsyncClient,
     limits: FetchLimits,
     seen: SeenIds,
+    parser: ParsePool | None = None,
 ) -> tuple[list[Entry], str | None]:
     """The entries of one successful fetch of ``feed``, and a warning (or None).
 
-    CPU-bound parsing runs in a worker thread. For ``type: sitemap`` this
-    also fetches new pages with ``client`` within ``limits``; ``seen(ids)``
-    says which entry ids the store already has. Raises ``FeedParseError``.
+    CPU-bound parsing runs in ``parser``'s worker processes, or a worker
+    thread. For ``type: sitemap`` this also fetches new pages with ``client``
+    within ``limits``; ``seen(ids)`` says which entry ids the store already
+    has. Raises ``FeedParseError``.
     """
     if feed.kind == "sitemap":
         return await read_sitemap(
             result.body, result.final_url, feed, now, client=client, limits=limits, seen=seen
         )
-    return await asyncio.to_thread(
-        parse_entries, result.body, dict(result.headers), result.final_url, feed, now
-    )
+    args = (result.body, dict(result.headers), result.final_url, feed, now)
+    if parser is not None:
+        return await parser.run(parse_entries, *args)
+    return await asyncio.to_thread(parse_entries, *args)
 
 
 def parse_entries(

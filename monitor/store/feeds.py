@@ -33,17 +33,12 @@ class FeedsMixin:
         redirects, gone, backoff) but keeps what was seen, so nothing re-alerts.
         """
         row = self._conn.execute("SELECT * FROM feeds WHERE name = ?", (feed.name,)).fetchone()
-        if row is None or row["config_url"] != feed.url:
-            if row is None:
-                return FeedState(name=feed.name, config_url=feed.url, url=feed.url)
-            return FeedState(
-                name=feed.name,
-                config_url=feed.url,
-                url=feed.url,
-                first_polled_at=_opt_time(row["first_polled_at"]),
-                down_since=_opt_time(row["down_since"]),
-            )
-        return _feed_state_from_row(row)
+        return _state_for(feed, row)
+
+    def feed_states_for(self, feeds: Sequence[Feed]) -> dict[str, FeedState]:
+        """:meth:`feed_state` of every feed in ``feeds``, by name, read in one query."""
+        rows = {r["name"]: r for r in self._conn.execute("SELECT * FROM feeds")}
+        return {feed.name: _state_for(feed, rows.get(feed.name)) for feed in feeds}
 
     def feed_states(self) -> list[FeedState]:
         """Every feed the database knows, by name."""
@@ -54,6 +49,14 @@ class FeedsMixin:
         """Write ``state`` (insert or replace) in its own transaction."""
         with self.transaction() as conn:
             _upsert_feed(conn, state)
+
+    def save_feed_states(self, states: Sequence[FeedState]) -> None:
+        """Write every state in ``states`` in one transaction."""
+        if not states:
+            return
+        with self.transaction() as conn:
+            for state in states:
+                _upsert_feed(conn, state)
 
     def seen_ids(self, feed: str, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` this feed has already recorded."""
@@ -141,6 +144,20 @@ class FeedsMixin:
 
 
 # -- helpers -------------------------------------------------------------------
+
+
+def _state_for(feed: Feed, row: sqlite3.Row | None) -> FeedState:
+    if row is None:
+        return FeedState(name=feed.name, config_url=feed.url, url=feed.url)
+    if row["config_url"] != feed.url:
+        return FeedState(
+            name=feed.name,
+            config_url=feed.url,
+            url=feed.url,
+            first_polled_at=_opt_time(row["first_polled_at"]),
+            down_since=_opt_time(row["down_since"]),
+        )
+    return _feed_state_from_row(row)
 
 
 def _upsert_feed(conn: sqlite3.Connection, s: FeedState) -> None:

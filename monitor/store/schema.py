@@ -10,6 +10,7 @@ from pathlib import Path
 from monitor.errors import StoreError
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_TIME_WIDTH = len("2024-01-02T03:04:05.000000Z")
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: feed state, seen entries, alert outbox.
@@ -132,6 +133,9 @@ def to_db_time(value: datetime) -> str:
 
 def from_db_time(value: str) -> datetime:
     """Inverse of :func:`to_db_time`."""
+    if len(value) == _TIME_WIDTH and value.endswith("Z"):
+        # The format we write: the C ISO parser is ~10x faster than strptime.
+        return datetime.fromisoformat(value)
     return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
 
 

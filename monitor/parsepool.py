@@ -1,0 +1,123 @@
+"""Where feed bodies are parsed: worker processes, or threads for small setups.
+
+feedparser is pure Python: ~12 ms of CPU for a 35 KB feed. Parsed in threads
+of the monitor's own process, it holds the GIL the event loop needs, so with
+hundreds of changed feeds the loop wakes up late (timers, health checks,
+Slack sends) even though no code of ours blocks it. Worker processes take the
+parse off the loop's interpreter entirely; only the small ``Entry`` records
+come back.
+
+Workers are forked once, when the pool starts, which the commands do before
+any other thread exists (forking a threaded process can copy a held lock).
+A worker that dies (a hostile feed exhausting memory, a crash in a C
+extension) fails only the feed it was parsing: the pool is replaced and the
+feed is retried on its next poll. Platforms without ``fork`` use threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+from monitor.errors import FeedParseError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+AUTO_MIN_FEEDS = 50  # below this, threads: a process pool is not worth its memory
+MAX_PROCESSES = 16
+
+
+def auto_processes(feed_count: int, cpus: int | None = None) -> int:
+    """How many parse processes ``MONITOR_PARSE_PROCESSES=auto`` means for ``feed_count`` feeds.
+
+    None (threads) for a small feed list; otherwise one per CPU, at most 4.
+    """
+    if feed_count < AUTO_MIN_FEEDS:
+        return 0
+    return max(1, min(4, cpus if cpus is not None else (os.cpu_count() or 1)))
+
+
+def _worker_init() -> None:
+    # The parent decides when to stop; a terminal's Ctrl-C must not print a
+    # traceback from every worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class ParsePool:
+    """Runs parse functions in ``processes`` forked workers (0: in threads)."""
+
+    def __init__(self, processes: int) -> None:
+        if processes < 0 or processes > MAX_PROCESSES:
+            raise ValueError(f"parse processes must be between 0 and {MAX_PROCESSES}")
+        if processes and "fork" not in multiprocessing.get_all_start_methods():
+            log.info("this platform cannot fork: feeds are parsed in threads")
+            processes = 0
+        self.processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def uses_processes(self) -> bool:
+        """True when parsing happens in worker processes."""
+        return self.processes > 0
+
+    def start(self) -> None:
+        """Fork the workers now (call before starting other threads). Idempotent."""
+        if not self.processes or self._pool is not None:
+            return
+        context = multiprocessing.get_context("fork")
+        pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_worker_init)
+        # Python forks every worker of a "fork" pool at the first submit, before it starts
+        # its own manager thread: do that here, while this process has no other thread.
+        pool.submit(int).result()
+        self._pool = pool
+
+    async def run(self, func: Callable[..., T], *args: object) -> T:
+        """``func(*args)`` in a worker (a module-level function with picklable arguments).
+
+        Raises :class:`FeedParseError` when the worker died while running it.
+        """
+        if not self.processes:
+            return await asyncio.to_thread(func, *args)
+        if self._pool is None:
+            self.start()
+        pool = self._pool
+        assert pool is not None
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, func, *args)
+        except BrokenProcessPool:
+            self._replace(pool)
+            raise FeedParseError(
+                "the parser process died while reading this feed (out of memory or a crash); "
+                "it will be tried again on the next poll"
+            ) from None
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        if self._pool is not broken:
+            return  # another feed's failure already replaced it
+        log.error("a feed parser process died; starting a new pool of %d", self.processes)
+        broken.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
+        self.start()
+
+    def close(self) -> None:
+        """Stop the workers (waits for them to exit)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ParsePool:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -3,9 +3,8 @@
 The rules in ``rules/`` are loaded with the product's loader and matched with
 the product's matcher (through ``bench/eval_rules.py``) against every
 labelled split: ``tests/data/labelled/`` (dev, holdout, fresh) and the blind
-batches ``tests/data/blind/batch1.yaml`` (blind),
-``tests/data/blind/batch2.yaml`` (blind2) and
-``tests/data/blind/batch3.yaml`` (blind3). A rule edit that drops recall
+batches ``tests/data/blind/batch1.yaml`` (blind) to
+``tests/data/blind/batch7.yaml`` (blind7). A rule edit that drops recall
 below 0.95 or precision below 0.92 on any split fails here, listing the items
 it got wrong. How the set was built: ``docs/labelled-set.md``.
 """
@@ -100,6 +99,25 @@ SUMMARY_DEPENDENT_LABELS = {
         "blind4",
         "Anthropic signs MOU with UK Government to explore how AI can transform UK public services",
     ): "as in blind3: blind4's summary mentions only public services (false)",
+    (
+        "blind6",
+        "Tackling AI security risks to unleash growth and deliver Plan for Change",
+    ): "holdout's summary tells only the renaming (false); blind6's also announces the new "
+    "memorandum with Anthropic on the security risks of its models (true: a renaming announced "
+    "together with a new lab memorandum)",
+    (
+        "blind6",
+        "BSI und ANSSI veröffentlichen gemeinsame Empfehlungen zu KI-Programmierassistenten",
+    ): "dev's summary describes a paper with recommendations (false); blind6's says the two "
+    "agencies agreed on common security requirements (true: AI-security guidance agreed by "
+    "agencies of several countries)",
+    (
+        "blind7",
+        "Working with US CAISI and UK AISI to build more secure AI systems",
+    ): "holdout's summary (like blind, blind2, blind3 and blind4) tells the ongoing "
+    "collaboration in which the institutes red-team OpenAI's products (true); blind7's tells "
+    "the results of that work, read as an update of an existing partnership (false). Mostly a "
+    "difference of judgement: the rules follow the majority and alert (a blind7 false alarm)",
 }
 
 

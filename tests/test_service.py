@@ -227,3 +227,68 @@ def test_second_instance_on_the_same_state_refuses_to_start(
     # Once the first has stopped, the lock is free again.
     again = run_monitor("once", "--rules", str(rules_dir), "--state", str(state), env=env)
     assert again.returncode == 0, again.stderr
+
+
+def _children(pid: int) -> set[int]:
+    """Live child processes of ``pid`` (from /proc)."""
+    found: set[int] = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_run_with_parse_processes_alerts_and_leaves_no_worker_behind(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    old = {"title": "Old news", "guid": "1", "pubDate": now - timedelta(days=1)}
+    feed_server.set("/a.xml", rss([old]))
+    rules_dir = write_rules_dir(
+        tmp_path, [{"name": "A", "url": feed_server.url("/a.xml"), "interval": "10s"}]
+    )
+    state = tmp_path / "m.db"
+    proc = start(rules_dir, state, MONITOR_PARSE_PROCESSES="2")
+    try:
+        wait_for(lambda: feed_server.hits("/a.xml") >= 1)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2  # forked at start, before any other thread
+        new = {
+            "title": "UK and Korea AI Safety Institutes sign partnership",
+            "guid": "2",
+            "link": "https://gov.example/uk-korea",
+            "pubDate": now,
+        }
+        feed_server.set("/a.xml", rss([new, old]))
+        wait_for(lambda: feed_server.hits("/a.xml") >= 2, timeout=40)
+        wait_for(lambda: _alerts_sent(state) == 1, timeout=20)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "UK and Korea AI Safety Institutes sign partnership" in out
+    assert not [pid for pid in workers if _alive(pid)]
+
+
+def _alerts_sent(state: Path) -> int:
+    try:
+        with sqlite3.connect(state) as conn:
+            return int(
+                conn.execute("SELECT count(*) FROM alerts WHERE status = 'delivered'").fetchone()[0]
+            )
+    except sqlite3.OperationalError:
+        return 0

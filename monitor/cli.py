@@ -41,7 +41,7 @@ from monitor.deliver import FollowupPolicy
 from monitor.discover import DiscoveredFeed, DiscoveryError, discover, render_yaml
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, ConfigErrors, DeliveryError, StoreError
-from monitor.explain import explain, render_explanation, stored_entry_by_link
+from monitor.explain import explain, render_explanation, score_reasons, stored_entry_by_link
 from monitor.feedhealth import HealthPolicy
 from monitor.fetch import make_client
 from monitor.health import port_from_env
@@ -420,6 +420,7 @@ def outcome_json(outcome: Outcome) -> dict[str, object]:
         "source": entry.source,
         "published": entry.published.isoformat().replace("+00:00", "Z"),
         "matched_terms": list(outcome.match.matched_terms),
+        "score": None if outcome.match.score is None else round(outcome.match.score, 3),
         "summary": entry.summary,
         "entry_id": entry.id,
         "channel": outcome.match.channel,
@@ -462,6 +463,9 @@ def _explain(rules_dir: Path, state_path: Path, args: argparse.Namespace, *, std
         link=link,
     )
     print(render_explanation(explanations), file=stdout)
+    reasons = score_reasons(config.rules, title, summary)
+    if reasons:
+        print(reasons, file=stdout)
     parties = config.parties.find(title, summary)
     agreement = config.parties.agreement(title, summary)
     print(f"\nParties: {describe_parties(parties) or '(none found)'}", file=stdout)

@@ -44,6 +44,8 @@ class RuleExplanation:
     terms: tuple[str, ...]
     trace: ClauseTrace
     skipped_reason: str | None = None
+    min_score: float | None = None  # the rule's second-stage threshold, if any
+    score: float | None = None  # the scorer's probability, when the rule has a threshold
 
 
 def explain(
@@ -64,6 +66,8 @@ def explain(
     """
     doc = prepare_document(title, summary, source=source, tags=(*tags, *categories), link=link)
     out: list[RuleExplanation] = []
+    gated = any(rule.min_score is not None for rule in rules.rules)
+    score = rules.scorer.score(title, summary) if gated else None
     for rule in rules.rules:
         trace = rule.query.trace(doc)
         if not rule.applies_to(tags):
@@ -73,8 +77,34 @@ def explain(
             )
             out.append(RuleExplanation(rule.name, False, (), trace, reason))
             continue
-        out.append(RuleExplanation(rule.name, trace.fired, trace.terms, trace))
+        if rule.min_score is None:
+            out.append(RuleExplanation(rule.name, trace.fired, trace.terms, trace))
+            continue
+        assert score is not None
+        passes = score >= rule.min_score
+        out.append(
+            RuleExplanation(
+                rule.name,
+                trace.fired and passes,
+                trace.terms,
+                trace,
+                min_score=rule.min_score,
+                score=score,
+            )
+        )
     return out
+
+
+def score_reasons(rules: RuleSet, title: str, summary: str = "") -> str:
+    """The scorer's verdict and the words that moved it most ("" when no rule uses it)."""
+    if not any(rule.min_score is not None for rule in rules.rules):
+        return ""
+    scorer = rules.scorer
+    words = ", ".join(f"{name} {weight:+.2f}" for name, weight in scorer.reasons(title, summary))
+    return (
+        f"scorer: {scorer.score(title, summary):.2f} (second stage, monitor/scorer.py); "
+        f"strongest features: {words or 'none known'}\n"
+    )
 
 
 def render_explanation(explanations: Sequence[RuleExplanation]) -> str:
@@ -90,7 +120,13 @@ def render_explanation(explanations: Sequence[RuleExplanation]) -> str:
         if ex.skipped_reason is not None:
             lines.append(f"✗ {ex.rule}: skipped ({ex.skipped_reason})")
         elif ex.matched:
-            lines.append(f"✓ {ex.rule}: matches → {', '.join(ex.terms)}")
+            gate = "" if ex.score is None else f" (score {ex.score:.2f} ≥ {ex.min_score:g})"
+            lines.append(f"✓ {ex.rule}: matches → {', '.join(ex.terms)}{gate}")
+        elif ex.trace.fired and ex.score is not None:
+            lines.append(
+                f"✗ {ex.rule}: the query matches → {', '.join(ex.terms)}, but the score "
+                f"{ex.score:.2f} is below the rule's min_score {ex.min_score:g}"
+            )
         else:
             lines.append(f"✗ {ex.rule}: no match")
         _render(ex.trace, 1, lines)

@@ -157,6 +157,7 @@ class RuleMatch:
     matched_terms: tuple[str, ...]
     channel: str | None = None  # the rule's channel override, if any
     routing: Routing | None = None  # None: immediate, no mention (callers without rules)
+    score: float | None = None  # the second-stage score, when the rule has a min_score
 
 
 class AlertStatus(enum.Enum):

@@ -13,8 +13,11 @@ Every ``rules/*.yaml`` except ``feeds.yaml`` is a rule file::
         examples:                 # optional: checked by `monitor check`
           match: ["UK and Canada AI safety institutes sign partnership"]
           no_match: ["AI Safety Institute appoints new director"]
+        min_score: 0.5            # optional: alert only if the scorer agrees this much
 
 Matching is pure: ``RuleSet.match`` takes an entry and returns the matches.
+A rule with ``min_score`` counts only when the second-stage model
+(:mod:`monitor.scorer`) gives the entry at least that probability.
 """
 
 from __future__ import annotations
@@ -31,9 +34,18 @@ from monitor.matcher import RuleMatcher
 from monitor.models import Entry, RuleMatch
 from monitor.query import CompiledQuery, compile_query, validate_list_item
 from monitor.routing import ROUTING_KEYS, Routing, parse_routing
+from monitor.scorer import Scorer, load_scorer
 from monitor.textmatch import prepare_document
 
-_RULE_KEYS = {"name", "description", "query", "tags", "enabled", "examples"} | ROUTING_KEYS
+_RULE_KEYS = {
+    "name",
+    "description",
+    "query",
+    "tags",
+    "enabled",
+    "examples",
+    "min_score",
+} | ROUTING_KEYS
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _LIST_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 RESERVED_FILES = {FEEDS_FILE, "parties.yaml"}
@@ -60,6 +72,7 @@ class Rule:
     channel: str | None = None
     routing: Routing = field(default_factory=Routing)
     examples: tuple[Example, ...] = ()
+    min_score: float | None = None  # second-stage threshold; None: the query decides alone
 
     def applies_to(self, source_tags: Iterable[str]) -> bool:
         """False when the rule is limited to tags the source does not carry."""
@@ -105,10 +118,27 @@ class RuleSet:
             tags=(*entry.tags, *entry.categories),
             link=entry.link,
         )
-        return [
-            RuleMatch(self.rules[i].name, terms, self.rules[i].channel, self.rules[i].routing)
-            for i, terms in self._matcher.match(doc, only)
-        ]
+        found = self._matcher.match(doc, only)
+        score: float | None = None
+        if any(self.rules[i].min_score is not None for i, _ in found):
+            score = self.scorer.score(entry.title, entry.summary)
+        out: list[RuleMatch] = []
+        for i, terms in found:
+            rule = self.rules[i]
+            if rule.min_score is None:
+                out.append(RuleMatch(rule.name, terms, rule.channel, rule.routing))
+            elif score is not None and score >= rule.min_score:
+                out.append(RuleMatch(rule.name, terms, rule.channel, rule.routing, score))
+        return out
+
+    @property
+    def scorer(self) -> Scorer:
+        """The second-stage model (loaded on first use)."""
+        return load_scorer()
+
+    def passes(self, rule: Rule, title: str, summary: str) -> bool:
+        """True unless ``rule`` has a ``min_score`` the scorer does not reach for this text."""
+        return rule.min_score is None or self.scorer.score(title, summary) >= rule.min_score
 
     def check_examples(self) -> list[ConfigError]:
         """Every example that does not behave as its rule says, as errors."""
@@ -116,7 +146,9 @@ class RuleSet:
         for rule in self.rules:
             for ex in rule.examples:
                 doc = prepare_document(ex.title, ex.summary)
-                matched = rule.query.match(doc) is not None
+                matched = rule.query.match(doc) is not None and self.passes(
+                    rule, ex.title, ex.summary
+                )
                 if matched != ex.should_match:
                     verb = (
                         "should match but does not"
@@ -297,6 +329,13 @@ def _rule(
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
         raise fail("enabled must be true or false")
+    min_score = item.get("min_score")
+    if min_score is not None and (
+        isinstance(min_score, bool)
+        or not isinstance(min_score, int | float)
+        or not 0 <= min_score <= 1
+    ):
+        raise fail(f"min_score must be a number from 0 to 1 (got {min_score!r})")
     rule = Rule(
         name=name,
         query=query,
@@ -306,6 +345,7 @@ def _rule(
         channel=routing.channel,
         examples=_examples(item.get("examples"), fail),
         routing=routing,
+        min_score=float(min_score) if min_score is not None else None,
     )
     return rule, enabled
 

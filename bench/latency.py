@@ -139,8 +139,11 @@ def _sample(
             next_bump += spacing
         messages = slack.messages
         for message in messages[seen:]:
+            # A later report of a story is a thread reply whose fallback text names only the
+            # source; its title is in the blocks.
+            posted = message.text + json.dumps(message.blocks or [], ensure_ascii=False)
             for index, (title, appeared) in enumerate(pending):
-                if title in message.text:
+                if title in posted:
                     done.append(time.monotonic() - appeared)
                     del pending[index]
                     break

@@ -5,7 +5,8 @@ Usage::
     .venv/bin/python bench/eval_rules.py [--split SPLIT|all] [--rules DIR] [-v]
 
 where ``SPLIT`` is one of ``dev``, ``holdout``, ``fresh``, ``blind``, ``blind2``,
-``blind3``, ``blind4``, ``blind5``, ``blind6``, ``blind7``.
+``blind3``, ``blind4``, ``blind5``, ``blind6``, ``blind7``, ``blind8``, ``blind9``,
+``blind10``.
 
 Each labelled item (title, summary, source, date, label) is turned into an
 :class:`~monitor.models.Entry` and run through the product's own rule loader
@@ -18,8 +19,8 @@ positive and false negative with its ``kind``, and the misses per kind. Tune
 rules on ``dev`` (and ``fresh`` and ``blind``, once their out-of-sample
 figures are recorded); ``holdout`` is for measuring. ``blind`` reads
 ``tests/data/blind/batch1.yaml``, ``blind2`` reads
-``tests/data/blind/batch2.yaml``, and so on up to ``blind7``, which reads
-``tests/data/blind/batch7.yaml``. ``--file`` scores a batch that is not a
+``tests/data/blind/batch2.yaml``, and so on up to ``blind10``, which reads
+``tests/data/blind/batch10.yaml``. ``--file`` scores a batch that is not a
 split yet (an untouched blind batch).
 """
 
@@ -56,12 +57,15 @@ SPLITS = (
     "blind5",
     "blind6",
     "blind7",
+    "blind8",
+    "blind9",
+    "blind10",
 )
 # Splits whose file is not ``LABELLED_DIR/<split>.yaml``. ``blind`` to
-# ``blind7`` are batches written by someone who never saw the rules or the
+# ``blind10`` are batches written by someone who never saw the rules or the
 # labelled set (same item format); see docs/labelled-set.md, "The blind
 # split", "The second blind batch", "The third blind batch" and the sections
-# on the fourth to seventh batches.
+# on the fourth to tenth batches.
 SPLIT_FILES: dict[str, Path] = {
     "blind": BLIND_DIR / "batch1.yaml",
     "blind2": BLIND_DIR / "batch2.yaml",
@@ -70,10 +74,24 @@ SPLIT_FILES: dict[str, Path] = {
     "blind5": BLIND_DIR / "batch5.yaml",
     "blind6": BLIND_DIR / "batch6.yaml",
     "blind7": BLIND_DIR / "batch7.yaml",
+    "blind8": BLIND_DIR / "batch8.yaml",
+    "blind9": BLIND_DIR / "batch9.yaml",
+    "blind10": BLIND_DIR / "batch10.yaml",
 }
 # Splits written independently of the others: they may cover the same events
 # (even with the same titles) as dev/holdout/fresh, which are split by event.
-INDEPENDENT_SPLITS = ("blind", "blind2", "blind3", "blind4", "blind5", "blind6", "blind7")
+INDEPENDENT_SPLITS = (
+    "blind",
+    "blind2",
+    "blind3",
+    "blind4",
+    "blind5",
+    "blind6",
+    "blind7",
+    "blind8",
+    "blind9",
+    "blind10",
+)
 DEFAULT_RULES = ROOT / "rules"
 
 

@@ -118,6 +118,18 @@ SUMMARY_DEPENDENT_LABELS = {
     "collaboration in which the institutes red-team OpenAI's products (true); blind7's tells "
     "the results of that work, read as an update of an existing partnership (false). Mostly a "
     "difference of judgement: the rules follow the majority and alert (a blind7 false alarm)",
+    (
+        "blind8",
+        "BSI und ANSSI veröffentlichen gemeinsame Empfehlungen zu KI-Programmierassistenten",
+    ): "dev's summary describes a paper with recommendations (false); blind8's names the "
+    "security risks of AI coding assistants the two agencies' joint paper addresses (true, like "
+    "blind6 and batch 10: joint AI-security recommendations). The rules follow the majority",
+    (
+        "blind10",
+        "Strengthening our safeguards through collaboration with US CAISI and UK AISI",
+    ): "dev, blind, blind2, blind3 and blind4 label the collaboration true; blind10's summary "
+    "stresses the results of past red-teaming (false, read as a report). A difference of "
+    "judgement: the rules follow the majority and alert (a blind10 false alarm)",
 }
 
 

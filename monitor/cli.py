@@ -38,13 +38,11 @@ from monitor.backtest import backtest, render_backtest, stored_entries
 from monitor.config import FEEDS_FILE, dump_feeds, load_feeds
 from monitor.dedupe import Backfill
 from monitor.deliver import FollowupPolicy
-from monitor.discover import DiscoveredFeed, DiscoveryError, discover, render_yaml
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, ConfigErrors, DeliveryError, StoreError
 from monitor.explain import explain, render_explanation, score_reasons, stored_entry_by_link
 from monitor.feedhealth import HealthPolicy
 from monitor.fetch import make_client
-from monitor.health import port_from_env
 from monitor.links import canonical_link
 from monitor.lock import state_lock
 from monitor.models import AlertStatus
@@ -300,6 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _healthcheck(*, timeout: float) -> int:
+    # The image's HEALTHCHECK runs this often: keep its imports to what it needs.
+    from monitor.health import port_from_env
+
     port = port_from_env(os.environ)
     if port is None:
         print("MONITOR_HTTP_PORT=0: the health endpoint is disabled", file=sys.stderr)
@@ -322,6 +323,8 @@ def _print_config_errors(exc: ConfigErrors) -> None:
 
 
 def _check(rules_dir: Path, *, slack: bool) -> int:
+    from monitor.health import port_from_env
+
     config = load_config(rules_dir, check_examples=True)
     Settings.from_env(os.environ)
     port_from_env(os.environ)
@@ -504,6 +507,9 @@ def _backtest(
 
 
 def _discover(url: str, *, name: str | None) -> int:
+    # Imported here: it pulls in the HTML parser, which other commands do not need.
+    from monitor.discover import DiscoveredFeed, DiscoveryError, discover, render_yaml
+
     settings = Settings.from_env(os.environ)
 
     async def go() -> list[DiscoveredFeed]:

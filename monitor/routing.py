@@ -19,10 +19,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any, Literal
 
-from apscheduler.triggers.cron import CronTrigger
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from monitor.errors import ConfigError
 
@@ -135,6 +136,8 @@ def _digest(value: object, fail: Callable[[str], ConfigError]) -> Digest | None:
         raise fail("digest needs a schedule, e.g. {schedule: '0 9 * * mon-fri', timezone: UTC}")
     zone = _zone(value.get("timezone"), fail)
     schedule = value["schedule"].strip()
+    from apscheduler.triggers.cron import CronTrigger  # ~20 ms to import: only for digest rules
+
     try:
         trigger = CronTrigger.from_crontab(schedule, timezone=zone)
     except ValueError as exc:

@@ -19,10 +19,11 @@ import re
 import urllib.error
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+if TYPE_CHECKING:
+    pass
+
 
 from monitor.errors import DeliveryError
 from monitor.models import Alert
@@ -208,6 +209,9 @@ class SlackBotNotifier:
         base_url: str | None = None,
         timeout: float = 15.0,
     ) -> None:
+        # Imported here: slack-sdk costs ~20 ms to import, and most commands never post.
+        from slack_sdk import WebClient
+
         kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
         self._client = WebClient(
             token=token,
@@ -460,6 +464,8 @@ class SlackBotNotifier:
         )
 
     def _call(self, what: str, method: str, **kwargs: Any) -> dict[str, Any]:
+        from slack_sdk.errors import SlackApiError  # loaded with WebClient in __init__
+
         try:
             response = self._client.api_call(method, **kwargs)
         except SlackApiError as exc:

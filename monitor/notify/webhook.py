@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from slack_sdk.webhook import WebhookClient
-
 from monitor.errors import DeliveryError
 from monitor.models import Alert
 from monitor.notify.blocks import build_batch, build_digest, build_message
@@ -53,6 +51,8 @@ class WebhookNotifier:
             raise DeliveryError(
                 "SLACK_WEBHOOK_URL is not an http(s) URL", kind="config", retryable=False
             )
+        from slack_sdk.webhook import WebhookClient  # ~20 ms: only when a webhook is used
+
         self._client = WebhookClient(
             url, timeout=int(max(1, timeout)), retry_handlers=[], logger=sdk_logger()
         )

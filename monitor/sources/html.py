@@ -20,14 +20,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin
-
-from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
 from monitor.dates import parse_date, zone
 from monitor.errors import FeedParseError
 from monitor.models import Feed, HtmlSelectors, ParsedFeed, RawEntry
 from monitor.normalize import plain_text
+
+if TYPE_CHECKING:
+    from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 __all__ = [
     "FieldSpec",
@@ -43,7 +46,18 @@ MAX_ITEMS = 500  # a listing page with more blocks than this is not a news list
 _ATTR = re.compile(r"^(?P<css>.*?)\s*@(?P<attr>[A-Za-z_:][-A-Za-z0-9_:.]*)$")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 _DEFAULT_LINK = "a[href]@href"
-_PROBE = LexborHTMLParser("<p></p>")  # only used to compile selectors
+
+
+def _parse_html(text: str) -> LexborHTMLParser:
+    # selectolax is imported on first use: most setups have no HTML sources.
+    from selectolax.lexbor import LexborHTMLParser
+
+    return LexborHTMLParser(text)
+
+
+@cache
+def _probe() -> LexborHTMLParser:
+    return _parse_html("<p></p>")  # only used to compile selectors
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +106,10 @@ def selector_problems(select: HtmlSelectors) -> list[str]:
             if name == "item":
                 problems.append("select.item must not be empty")
             continue
+        from selectolax.lexbor import SelectolaxError
+
         try:
-            _PROBE.css(css)
+            _probe().css(css)
         except (SelectolaxError, ValueError) as exc:
             problems.append(f"select.{name} '{spec}' is not a valid CSS selector ({exc})")
     return problems
@@ -141,7 +157,7 @@ def parse_html_listing(
     select = feed.select
     if select is None:
         raise FeedParseError("type: html needs a 'select:' mapping with at least 'item'", url=url)
-    tree = LexborHTMLParser(decode_html(body, headers))
+    tree = _parse_html(decode_html(body, headers))
     base = _base_url(tree, url)
     blocks = tree.css(select.item)
     if not blocks:
@@ -245,7 +261,7 @@ def describe_page(body: bytes, headers: Mapping[str, str]) -> PageInfo:
     ``og:description`` / ``<meta name="description">``, else the first
     paragraph of at least 80 characters in ``<article>`` or ``<main>``.
     """
-    tree = LexborHTMLParser(decode_html(body, headers))
+    tree = _parse_html(decode_html(body, headers))
     title = (
         _meta(tree, "og:title")
         or _text(tree.css_first("h1"))

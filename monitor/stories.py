@@ -210,7 +210,10 @@ def _match(new: Features, story: int, member: Member, s: ClusterSettings) -> Dec
     same_sides = len(shared) >= 2 and len(shared) / shorter >= s.party_overlap
     # One multilateral body (the network, the Frontier Model Forum) is enough when the
     # agreement is named the same way: its launch has as many party lists as reports.
-    same_body = bool(kinds) and any(b in old.bodies for b in new.bodies)
+    # But "Kenya joins the network" and "Canada joins the network" are two events.
+    same_body = (
+        bool(kinds) and any(b in old.bodies for b in new.bodies) and not _other_member(new, old)
+    )
     if (same_sides and _compatible(new, old)) or same_body:
         agreed = f" and agreement ({', '.join(kinds)})" if kinds else " (no specific agreement)"
         return Decision(
@@ -221,6 +224,13 @@ def _match(new: Features, story: int, member: Member, s: ClusterSettings) -> Dec
             member,
         )
     return None
+
+
+def _other_member(a: Features, b: Features) -> bool:
+    """Each names one side besides the bodies, and not the same one: another member joining."""
+    sa = [p for p in a.principals if p not in a.bodies]
+    sb = [p for p in b.principals if p not in b.bodies]
+    return len(sa) == 1 and len(sb) == 1 and sa != sb
 
 
 def _conflict(a: Features, b: Features) -> bool:

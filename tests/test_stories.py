@@ -160,6 +160,15 @@ def test_templated_text_naming_other_parties_does_not_join() -> None:
     assert assign(new, [story_of(old)]).story is None
 
 
+def test_two_countries_joining_the_same_network_are_two_stories() -> None:
+    old = feat("Kenya joins International Network of AI Safety Institutes")
+    new = feat("Canada joins International Network of AI Safety Institutes")
+    assert assign(new, [story_of(old)]).story is None
+    # ...while another report of the same country joining still belongs to the first.
+    again = feat("Kenya becomes member of the International Network of AI Safety Institutes")
+    assert assign(again, [story_of(old)]).story == 1
+
+
 def test_same_parties_and_agreement_join_across_languages() -> None:
     old = feat("US and UK sign agreement on AI safety", "The institutes will run joint tests.")
     new = feat(

@@ -11,7 +11,10 @@ Workers are forked once, when the pool starts, which the commands do before
 any other thread exists (forking a threaded process can copy a held lock).
 A worker that dies (a hostile feed exhausting memory, a crash in a C
 extension) fails only the feed it was parsing: the pool is replaced and the
-feed is retried on its next poll. Platforms without ``fork`` use threads.
+feed is retried on its next poll. A parse that runs past ``timeout`` (a
+pathological document) has its workers killed the same way, so one feed can
+never hold a worker for good. Platforms without ``fork`` use threads, which
+cannot be stopped: there the limit does not apply.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ T = TypeVar("T")
 
 AUTO_MIN_FEEDS = 50  # below this, threads: a process pool is not worth its memory
 MAX_PROCESSES = 16
+PARSE_TIMEOUT = 60.0  # seconds one body may take in a worker (feedparser: ~0.3 s per MB)
 
 
 def auto_processes(feed_count: int, cpus: int | None = None) -> int:
@@ -46,6 +50,14 @@ def auto_processes(feed_count: int, cpus: int | None = None) -> int:
     return max(1, min(4, cpus if cpus is not None else (os.cpu_count() or 1)))
 
 
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    # concurrent.futures has no public way to stop a running task; its worker processes
+    # are in ``_processes`` (pid -> Process) in every Python version we support.
+    workers = getattr(pool, "_processes", None) or {}
+    for process in list(workers.values()):
+        process.kill()
+
+
 def _worker_init() -> None:
     # The parent decides when to stop; a terminal's Ctrl-C must not print a
     # traceback from every worker.
@@ -56,13 +68,14 @@ def _worker_init() -> None:
 class ParsePool:
     """Runs parse functions in ``processes`` forked workers (0: in threads)."""
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, *, timeout: float = PARSE_TIMEOUT) -> None:
         if processes < 0 or processes > MAX_PROCESSES:
             raise ValueError(f"parse processes must be between 0 and {MAX_PROCESSES}")
         if processes and "fork" not in multiprocessing.get_all_start_methods():
             log.info("this platform cannot fork: feeds are parsed in threads")
             processes = 0
         self.processes = processes
+        self.timeout = timeout
         self._pool: ProcessPoolExecutor | None = None
 
     @property
@@ -84,7 +97,8 @@ class ParsePool:
     async def run(self, func: Callable[..., T], *args: object) -> T:
         """``func(*args)`` in a worker (a module-level function with picklable arguments).
 
-        Raises :class:`FeedParseError` when the worker died while running it.
+        Raises :class:`FeedParseError` when the worker died while running it, or
+        when it ran longer than ``timeout`` (the workers are then killed and replaced).
         """
         if not self.processes:
             return await asyncio.to_thread(func, *args)
@@ -92,19 +106,28 @@ class ParsePool:
             self.start()
         pool = self._pool
         assert pool is not None
+        running = asyncio.get_running_loop().run_in_executor(pool, func, *args)
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, func, *args)
+            return await asyncio.wait_for(running, self.timeout)
         except BrokenProcessPool:
-            self._replace(pool)
+            self._replace(pool, "a feed parser process died")
             raise FeedParseError(
                 "the parser process died while reading this feed (out of memory or a crash); "
                 "it will be tried again on the next poll"
             ) from None
+        except TimeoutError:
+            log.error("parsing a feed took over %.0fs", self.timeout)
+            _kill_workers(pool)
+            self._replace(pool, "stopped the parser processes")
+            raise FeedParseError(
+                f"parsing took longer than {self.timeout:.0f}s and was stopped; "
+                "it will be tried again on the next poll"
+            ) from None
 
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
+    def _replace(self, broken: ProcessPoolExecutor, why: str) -> None:
         if self._pool is not broken:
             return  # another feed's failure already replaced it
-        log.error("a feed parser process died; starting a new pool of %d", self.processes)
+        log.error("%s; starting a new pool of %d", why, self.processes)
         broken.shutdown(wait=False, cancel_futures=True)
         self._pool = None
         self.start()

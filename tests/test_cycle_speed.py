@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from monitor.rules import RuleSet, load_rules
 from monitor.sources import parse_entries
 from monitor.store import Store
 from tests.feedserver import FeedServer, rss
-from tests.support import write_rules_dir
+from tests.support import wait_for, write_rules_dir
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LIMITS = FetchLimits(deadline=10.0, connect_timeout=2.0, read_timeout=5.0)
@@ -49,6 +50,15 @@ def _feed_body(n: int, title: str = "Weather service launches new website") -> s
 
 def _die(*_: object) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _hang_then_pid() -> int:
+    time.sleep(60)
+    return os.getpid()
+
+
+def _pid() -> int:
+    return os.getpid()
 
 
 @pytest.fixture
@@ -106,6 +116,29 @@ def test_a_dead_worker_fails_only_its_feed_and_the_pool_recovers() -> None:
     entries, warning = asyncio.run(go())  # type: ignore[misc]
     assert warning is None
     assert [e.title for e in entries][:1] == ["Weather service launches new website"]
+
+
+def test_a_parse_past_the_time_limit_is_stopped_and_the_pool_recovers() -> None:
+    async def go() -> tuple[int, int]:
+        with ParsePool(1, timeout=1.0) as pool:
+            before = await pool.run(_pid)
+            with pytest.raises(FeedParseError, match="took longer than 1s and was stopped"):
+                await pool.run(_hang_then_pid)
+            return before, await pool.run(_pid)
+
+    hung, fresh = asyncio.run(go())
+    assert fresh != hung  # a new worker; the stuck one was killed
+    wait_for(lambda: not _running(hung), timeout=10)
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 # -- client pool -----------------------------------------------------------------------

@@ -117,6 +117,8 @@ class Scorecard:
     nonzero_exits: list[str] = field(default_factory=list)  # clean lives that failed
     elapsed: float = 0.0
     stopped_early: str = ""
+    parse_processes: int | None = None  # MONITOR_PARSE_PROCESSES of the lives (None: auto)
+    leftovers: list[int] = field(default_factory=list)  # monitor processes alive at the end
 
     @property
     def duplicates(self) -> int:
@@ -127,7 +129,7 @@ class Scorecard:
     def passed(self) -> bool:
         """The mode's guarantee held (bot: exactly once; webhook: at least once)."""
         ok = not self.lost and not self.unexpected and not self.db_problems
-        ok = ok and not self.nonzero_exits and not self.stopped_early
+        ok = ok and not self.nonzero_exits and not self.stopped_early and not self.leftovers
         if self.mode == "bot":
             ok = ok and not self.duplicated and self.outbox_left == 0
         return ok
@@ -154,6 +156,15 @@ class Scorecard:
             f"  unexpected:   {len(self.unexpected)}",
             f"  outbox left:  {self.outbox_left}",
             f"  database:     {'ok' if not self.db_problems else '; '.join(self.db_problems)}",
+            "  parse in:     "
+            + (
+                "auto"
+                if self.parse_processes is None
+                else f"{self.parse_processes} processes"
+                if self.parse_processes
+                else "threads"
+            )
+            + f"; monitor processes left running (orphaned workers): {len(self.leftovers)}",
             f"  elapsed:      {self.elapsed:.0f} s",
         ]
         if self.nonzero_exits:
@@ -240,7 +251,7 @@ class _World:
     log: Callable[[str], None] = print
 
 
-def _env(slack: SlackEmulator, mode: str) -> dict[str, str]:
+def _env(slack: SlackEmulator, mode: str, parse_processes: int | None = None) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MONITOR_"))}
     base.update(
         {
@@ -251,6 +262,8 @@ def _env(slack: SlackEmulator, mode: str) -> dict[str, str]:
             "MONITOR_LOG_LEVEL": "WARNING",
         }
     )
+    if parse_processes is not None:
+        base["MONITOR_PARSE_PROCESSES"] = str(parse_processes)
     if mode == "bot":
         base.update(
             {
@@ -496,6 +509,7 @@ def run_chaos(
     max_seconds: float = 1800.0,
     workdir: Path | None = None,
     log: Callable[[str], None] | None = None,
+    parse_processes: int | None = None,
 ) -> Scorecard:
     """Run one crash loop of ``kills`` SIGKILLs and return its scorecard."""
     if mode not in ("bot", "webhook"):
@@ -503,7 +517,7 @@ def run_chaos(
     rng = random.Random(seed)
     if not 0 <= fault_rate <= 2:
         raise ValueError(f"fault_rate must be between 0 and 2, got {fault_rate!r}")
-    card = Scorecard(mode=mode, seed=seed, fault_rate=fault_rate)
+    card = Scorecard(mode=mode, seed=seed, fault_rate=fault_rate, parse_processes=parse_processes)
     say = log or (lambda _line: None)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="chaos-", dir=workdir) as tmp:
@@ -526,7 +540,7 @@ def run_chaos(
                 state=Path(tmp) / "state" / "monitor.db",
                 feeds=feeds,
                 slack=slack,
-                env=_env(slack, mode),
+                env=_env(slack, mode, parse_processes),
                 log=say,
             )
             for path in FEEDS:  # a backlog the first poll records without alerting
@@ -546,11 +560,29 @@ def run_chaos(
             card.posted_in_loop = len(slack.messages)
             _settle(world, card)
             _check(world, card)
+            # Parse workers of killed lives must not outlive them (they exit when their
+            # parent's end of the task pipe closes).
+            time.sleep(1)
+            card.leftovers = _processes_using(rules_dir)
         finally:
             slack.down()
             server.stop()
     card.elapsed = time.monotonic() - started
     return card
+
+
+def _processes_using(rules_dir: Path) -> list[int]:
+    """Live processes (not zombies) whose command line names ``rules_dir``."""
+    found: list[int] = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if str(rules_dir) in cmdline and state != "Z":
+            found.append(int(proc.name))
+    return found
 
 
 def _loop(
@@ -613,6 +645,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--max-seconds", type=float, default=1800.0, help="stop after this long (1800)"
     )
+    parser.add_argument(
+        "--parse-processes",
+        type=int,
+        help="MONITOR_PARSE_PROCESSES for every life (default: auto, i.e. threads for 3 feeds)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per life")
     args = parser.parse_args(argv)
     card = run_chaos(
@@ -622,6 +659,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_share=args.run_share,
         fault_rate=args.fault_rate,
         max_seconds=args.max_seconds,
+        parse_processes=args.parse_processes,
         log=(lambda line: print(line, file=sys.stderr, flush=True)) if args.verbose else None,
     )
     print(card.render())

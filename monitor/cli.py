@@ -368,21 +368,21 @@ def _once(rules_dir: Path, state_path: Path, args: argparse.Namespace) -> int:
         force=args.force,
         clustering=config.clustering(os.environ),
     )
-    dry = bool(args.dry_run)
-    if dry:
-        return _once_in(config, state_path, settings, poll, dry=True)
-    with state_lock(state_path):
-        return _once_in(config, state_path, settings, poll, dry=False)
+    # Parse workers (if any) are forked first, before the lock and the database are open
+    # and before anything starts a thread.
+    with settings.parse_pool(len(config.feeds.feeds)) as parser:
+        poll = replace(poll, parser=parser)
+        if args.dry_run:
+            return _once_in(config, state_path, settings, poll, dry=True)
+        with state_lock(state_path):
+            return _once_in(config, state_path, settings, poll, dry=False)
 
 
 def _once_in(
     config: Config, state_path: Path, settings: Settings, poll: PollSettings, *, dry: bool
 ) -> int:
     store = Store.open_snapshot(state_path) if dry else Store.open(state_path)
-    parser = settings.parse_pool(len(config.feeds.feeds))
     try:
-        parser.start()  # forks its workers, if any, before anything starts a thread
-        poll = replace(poll, parser=parser)
         deliverer = feed_health = None
         if not dry:
             notifier = notifier_from_env(os.environ, stdout=sys.stdout)
@@ -406,7 +406,6 @@ def _once_in(
         else:
             store.prune(utc_now(), settings.retention)
     finally:
-        parser.close()
         store.close()
     log.info("%s", report.summary())
     return 0

@@ -10,10 +10,24 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from monitor.errors import StoreError
+
+_HELD: set[int] = set()  # file descriptors of the locks this process holds
+
+
+def _release_in_child() -> None:
+    # A forked child (a parse worker) shares the parent's lock through the inherited
+    # descriptor: if the parent died, the child would keep the state locked. Close it.
+    for fd in list(_HELD):
+        with suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_release_in_child)
 
 
 def lock_path(state: Path) -> Path:
@@ -48,6 +62,8 @@ def state_lock(state: Path) -> Iterator[None]:
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
+        _HELD.add(handle.fileno())
         yield
     finally:
+        _HELD.discard(handle.fileno())
         handle.close()

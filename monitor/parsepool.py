@@ -24,6 +24,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -38,6 +40,7 @@ T = TypeVar("T")
 AUTO_MIN_FEEDS = 50  # below this, threads: a process pool is not worth its memory
 MAX_PROCESSES = 16
 PARSE_TIMEOUT = 60.0  # seconds one body may take in a worker (feedparser: ~0.3 s per MB)
+PARENT_CHECK = 0.5  # seconds between a worker's checks that the monitor is still alive
 
 
 def auto_processes(feed_count: int, cpus: int | None = None) -> int:
@@ -63,6 +66,16 @@ def _worker_init() -> None:
     # traceback from every worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # A worker waits on a pipe its siblings also hold open, so it would outlive a parent
+    # killed with SIGKILL: leave as soon as the parent is gone.
+    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK)
+    os._exit(0)
 
 
 class ParsePool:

@@ -317,8 +317,20 @@ def run_service(rules_dir: Path, state_path: Path, *, env: Mapping[str, str]) ->
     config = load_config(rules_dir)
     settings = Settings.from_env(env)
     notifier = notifier_from_env(env, stdout=sys.stdout)
-    with state_lock(state_path):
-        return _serve(config, settings, notifier, rules_dir, state_path, env, port=port, host=host)
+    # Parse workers (if any) are forked first, before the lock and the database are open
+    # and before the health server's thread starts.
+    with settings.parse_pool(len(config.feeds.feeds)) as parser, state_lock(state_path):
+        return _serve(
+            config,
+            settings,
+            notifier,
+            rules_dir,
+            state_path,
+            env,
+            port=port,
+            host=host,
+            parser=parser,
+        )
 
 
 def _serve(
@@ -331,6 +343,7 @@ def _serve(
     *,
     port: int | None,
     host: str,
+    parser: ParsePool,
 ) -> int:
     metrics, health = Metrics(), HealthState()
     health.set_config_loaded(True)
@@ -338,9 +351,7 @@ def _serve(
     metrics.set_feeds_configured(len(config.feeds.feeds))
     store = Store.open(state_path)
     server: HealthServer | None = None
-    parser = settings.parse_pool(len(config.feeds.feeds))
     try:
-        parser.start()  # forks its workers, if any, before the health server's thread starts
         health.set_database_writable(True)
         metrics.seed_feeds(store.feed_states())
         if port is not None:
@@ -367,7 +378,6 @@ def _serve(
     finally:
         if server is not None:
             server.stop()
-        parser.close()
         store.close()
     return 0
 

@@ -292,3 +292,31 @@ def _alerts_sent(state: Path) -> int:
             )
     except sqlite3.OperationalError:
         return 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_parse_workers_of_a_killed_monitor_exit_and_free_the_state(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    feed_server.set("/a.xml", rss([{"title": "Old news", "guid": "1"}]))
+    rules_dir = write_rules_dir(
+        tmp_path, [{"name": "A", "url": feed_server.url("/a.xml"), "interval": "10m"}]
+    )
+    state = tmp_path / "m.db"
+    proc = start(rules_dir, state, MONITOR_PARSE_PROCESSES="2")
+    try:
+        wait_for(lambda: len(feed_rows(state)) == 1)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2
+        proc.kill()  # SIGKILL: no cleanup of any kind
+        # The workers inherited its stdout and stderr: these end when the workers do too.
+        proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    # The orphaned workers notice their parent is gone and leave...
+    wait_for(lambda: not [pid for pid in workers if _alive(pid)], timeout=10)
+    # ...and never held the state lock: the next monitor starts at once.
+    result = run_monitor(
+        "once", "--rules", str(rules_dir), "--state", str(state), env=monitor_env()
+    )
+    assert result.returncode == 0, result.stderr

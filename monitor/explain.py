@@ -66,8 +66,7 @@ def explain(
     """
     doc = prepare_document(title, summary, source=source, tags=(*tags, *categories), link=link)
     out: list[RuleExplanation] = []
-    gated = any(rule.min_score is not None for rule in rules.rules)
-    score = rules.scorer.score(title, summary) if gated else None
+    score = rules.score_if_gated(rules.rules, title, summary)
     for rule in rules.rules:
         trace = rule.query.trace(doc)
         if not rule.applies_to(tags):
@@ -77,19 +76,15 @@ def explain(
             )
             out.append(RuleExplanation(rule.name, False, (), trace, reason))
             continue
-        if rule.min_score is None:
-            out.append(RuleExplanation(rule.name, trace.fired, trace.terms, trace))
-            continue
-        assert score is not None
-        passes = score >= rule.min_score
+        gated = rule.min_score is not None
         out.append(
             RuleExplanation(
                 rule.name,
-                trace.fired and passes,
+                trace.fired and rule.admits(score),
                 trace.terms,
                 trace,
                 min_score=rule.min_score,
-                score=score,
+                score=score if gated else None,
             )
         )
     return out
@@ -97,12 +92,13 @@ def explain(
 
 def score_reasons(rules: RuleSet, title: str, summary: str = "") -> str:
     """The scorer's verdict and the words that moved it most ("" when no rule uses it)."""
-    if not any(rule.min_score is not None for rule in rules.rules):
+    score = rules.score_if_gated(rules.rules, title, summary)
+    if score is None:
         return ""
-    scorer = rules.scorer
-    words = ", ".join(f"{name} {weight:+.2f}" for name, weight in scorer.reasons(title, summary))
+    reasons = rules.scorer.reasons(title, summary)
+    words = ", ".join(f"{name} {weight:+.2f}" for name, weight in reasons)
     return (
-        f"scorer: {scorer.score(title, summary):.2f} (second stage, monitor/scorer.py); "
+        f"scorer: {score:.2f} (second stage, monitor/scorer.py); "
         f"strongest features: {words or 'none known'}\n"
     )
 

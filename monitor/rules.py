@@ -74,6 +74,11 @@ class Rule:
     examples: tuple[Example, ...] = ()
     min_score: float | None = None  # second-stage threshold; None: the query decides alone
 
+    def admits(self, score: float | None) -> bool:
+        """True unless the rule has a ``min_score`` that ``score`` (None: not computed)
+        does not reach."""
+        return self.min_score is None or (score is not None and score >= self.min_score)
+
     def applies_to(self, source_tags: Iterable[str]) -> bool:
         """False when the rule is limited to tags the source does not carry."""
         return not self.tags or bool(set(self.tags) & set(source_tags))
@@ -118,27 +123,30 @@ class RuleSet:
             tags=(*entry.tags, *entry.categories),
             link=entry.link,
         )
-        found = self._matcher.match(doc, only)
-        score: float | None = None
-        if any(self.rules[i].min_score is not None for i, _ in found):
-            score = self.scorer.score(entry.title, entry.summary)
-        out: list[RuleMatch] = []
-        for i, terms in found:
-            rule = self.rules[i]
-            if rule.min_score is None:
-                out.append(RuleMatch(rule.name, terms, rule.channel, rule.routing))
-            elif score is not None and score >= rule.min_score:
-                out.append(RuleMatch(rule.name, terms, rule.channel, rule.routing, score))
-        return out
+        found = [(self.rules[i], terms) for i, terms in self._matcher.match(doc, only)]
+        score = self.score_if_gated([r for r, _ in found], entry.title, entry.summary)
+        return [
+            RuleMatch(
+                rule.name,
+                terms,
+                rule.channel,
+                rule.routing,
+                score if rule.min_score is not None else None,
+            )
+            for rule, terms in found
+            if rule.admits(score)
+        ]
 
     @property
     def scorer(self) -> Scorer:
         """The second-stage model (loaded on first use)."""
         return load_scorer()
 
-    def passes(self, rule: Rule, title: str, summary: str) -> bool:
-        """True unless ``rule`` has a ``min_score`` the scorer does not reach for this text."""
-        return rule.min_score is None or self.scorer.score(title, summary) >= rule.min_score
+    def score_if_gated(self, rules: Iterable[Rule], title: str, summary: str) -> float | None:
+        """The scorer's probability for this text if any of ``rules`` has a ``min_score``."""
+        if any(rule.min_score is not None for rule in rules):
+            return self.scorer.score(title, summary)
+        return None
 
     def check_examples(self) -> list[ConfigError]:
         """Every example that does not behave as its rule says, as errors."""
@@ -146,8 +154,8 @@ class RuleSet:
         for rule in self.rules:
             for ex in rule.examples:
                 doc = prepare_document(ex.title, ex.summary)
-                matched = rule.query.match(doc) is not None and self.passes(
-                    rule, ex.title, ex.summary
+                matched = rule.query.match(doc) is not None and rule.admits(
+                    self.score_if_gated([rule], ex.title, ex.summary)
                 )
                 if matched != ex.should_match:
                     verb = (

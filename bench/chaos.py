@@ -72,7 +72,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: find monitor/ an
 
 from tests.feedserver import FeedServer, RequestInfo, Responder, rss  # noqa: E402
 from tests.slack_emulator import SlackEmulator  # noqa: E402
-from tests.support import write_rules_dir  # noqa: E402
+from tests.support import pid_running, write_rules_dir  # noqa: E402
 
 FEEDS = ("/gov.xml", "/news.xml", "/lab.xml")
 CHANNEL = "#alerts"
@@ -577,10 +577,9 @@ def _processes_using(rules_dir: Path) -> list[int]:
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
+        except OSError:
             continue
-        if str(rules_dir) in cmdline and state != "Z":
+        if str(rules_dir) in cmdline and pid_running(int(proc.name)):
             found.append(int(proc.name))
     return found
 

@@ -108,3 +108,27 @@ def poll_once(feed: Feed, store: Store, rules: RuleSet, now: datetime) -> PollRe
             )
 
     return asyncio.run(go())
+
+
+def _proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def pid_running(pid: int) -> bool:
+    """True while process ``pid`` exists and is not a zombie (reads /proc)."""
+    fields = _proc_stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def child_pids(parent: int) -> set[int]:
+    """The running (not zombie) child processes of ``parent`` (reads /proc)."""
+    found: set[int] = set()
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = _proc_stat(entry.name)
+        if fields is not None and fields[0] != "Z" and int(fields[1]) == parent:
+            found.add(int(entry.name))
+    return found

@@ -27,7 +27,7 @@ from monitor.rules import RuleSet, load_rules
 from monitor.sources import parse_entries
 from monitor.store import Store
 from tests.feedserver import FeedServer, rss
-from tests.support import wait_for, write_rules_dir
+from tests.support import pid_running, wait_for, write_rules_dir
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LIMITS = FetchLimits(deadline=10.0, connect_timeout=2.0, read_timeout=5.0)
@@ -128,17 +128,7 @@ def test_a_parse_past_the_time_limit_is_stopped_and_the_pool_recovers() -> None:
 
     hung, fresh = asyncio.run(go())
     assert fresh != hung  # a new worker; the stuck one was killed
-    wait_for(lambda: not _running(hung), timeout=10)
-
-
-def _running(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    wait_for(lambda: not pid_running(hung), timeout=10)
 
 
 # -- client pool -----------------------------------------------------------------------

@@ -16,7 +16,14 @@ import httpx
 import pytest
 
 from tests.feedserver import FeedServer, RequestInfo, Responder, rss
-from tests.support import monitor_env, run_monitor, wait_for, write_rules_dir
+from tests.support import (
+    child_pids,
+    monitor_env,
+    pid_running,
+    run_monitor,
+    wait_for,
+    write_rules_dir,
+)
 
 
 def start(rules_dir: Path, state: Path, **env: str) -> subprocess.Popen[str]:
@@ -229,27 +236,6 @@ def test_second_instance_on_the_same_state_refuses_to_start(
     assert again.returncode == 0, again.stderr
 
 
-def _children(pid: int) -> set[int]:
-    """Live child processes of ``pid`` (from /proc)."""
-    found: set[int] = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(stat.parent.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_run_with_parse_processes_alerts_and_leaves_no_worker_behind(
     feed_server: FeedServer, tmp_path: Path
@@ -264,7 +250,7 @@ def test_run_with_parse_processes_alerts_and_leaves_no_worker_behind(
     proc = start(rules_dir, state, MONITOR_PARSE_PROCESSES="2")
     try:
         wait_for(lambda: feed_server.hits("/a.xml") >= 1)
-        workers = _children(proc.pid)
+        workers = child_pids(proc.pid)
         assert len(workers) >= 2  # forked at start, before any other thread
         new = {
             "title": "UK and Korea AI Safety Institutes sign partnership",
@@ -281,7 +267,7 @@ def test_run_with_parse_processes_alerts_and_leaves_no_worker_behind(
         proc.kill()
     assert proc.returncode == 0, err
     assert "UK and Korea AI Safety Institutes sign partnership" in out
-    assert not [pid for pid in workers if _alive(pid)]
+    assert not [pid for pid in workers if pid_running(pid)]
 
 
 def _alerts_sent(state: Path) -> int:
@@ -306,7 +292,7 @@ def test_parse_workers_of_a_killed_monitor_exit_and_free_the_state(
     proc = start(rules_dir, state, MONITOR_PARSE_PROCESSES="2")
     try:
         wait_for(lambda: len(feed_rows(state)) == 1)
-        workers = _children(proc.pid)
+        workers = child_pids(proc.pid)
         assert len(workers) >= 2
         proc.kill()  # SIGKILL: no cleanup of any kind
         # The workers inherited its stdout and stderr: these end when the workers do too.
@@ -314,7 +300,7 @@ def test_parse_workers_of_a_killed_monitor_exit_and_free_the_state(
     finally:
         proc.kill()
     # The orphaned workers notice their parent is gone and leave...
-    wait_for(lambda: not [pid for pid in workers if _alive(pid)], timeout=10)
+    wait_for(lambda: not [pid for pid in workers if pid_running(pid)], timeout=10)
     # ...and never held the state lock: the next monitor starts at once.
     result = run_monitor(
         "once", "--rules", str(rules_dir), "--state", str(state), env=monitor_env()

@@ -28,6 +28,7 @@ from monitor.app import (
     Config,
     Settings,
     env_path,
+    freeze_startup_objects,
     load_config,
     make_deliverer,
     make_feed_health,
@@ -368,6 +369,7 @@ def _once(rules_dir: Path, state_path: Path, args: argparse.Namespace) -> int:
         force=args.force,
         clustering=config.clustering(os.environ),
     )
+    freeze_startup_objects()
     # Parse workers (if any) are forked first, before the lock and the database are open
     # and before anything starts a thread.
     with settings.parse_pool(len(config.feeds.feeds)) as parser:

@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
-
+from monitor.feedclient import FeedClient
 from monitor.fetch import DEFAULT_LIMITS, FetchLimits, make_client
 
 PER_CLIENT = 2  # connections per client: 1 and 2 measured the same, larger pools cost more
@@ -33,12 +32,12 @@ class ClientPool:
         self._busy = [0] * len(self._clients)
 
     @property
-    def clients(self) -> tuple[httpx.AsyncClient, ...]:
+    def clients(self) -> tuple[FeedClient, ...]:
         """Every client of the pool."""
         return tuple(self._clients)
 
     @asynccontextmanager
-    async def lease(self) -> AsyncIterator[httpx.AsyncClient]:
+    async def lease(self) -> AsyncIterator[FeedClient]:
         """The client with the fewest requests in flight, for one poll."""
         index = min(range(len(self._busy)), key=self._busy.__getitem__)
         self._busy[index] += 1

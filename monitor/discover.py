@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urljoin, urlsplit
 
-import httpx
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from monitor.config import dump_feeds
 from monitor.dates import parse_date
 from monitor.errors import FeedParseError, MonitorError
+from monitor.feedclient import FeedClient
 from monitor.fetch import FetchLimits, fetch
 from monitor.models import Feed, FeedKind, FetchResult, FetchStatus, HtmlSelectors, Validators
 from monitor.sources import parse_document
@@ -72,7 +72,7 @@ class DiscoveredFeed:
 
 
 async def discover(
-    client: httpx.AsyncClient, url: str, limits: FetchLimits, *, now: datetime
+    client: FeedClient, url: str, limits: FetchLimits, *, now: datetime
 ) -> list[DiscoveredFeed]:
     """Fetch ``url`` and list the sources it offers, best first (see the module docstring).
 

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from monitor.feedclient import FeedClient
 from monitor.models import FetchResult, FetchStatus, Validators
 
 __all__ = [
@@ -60,6 +61,7 @@ ACCEPT = (
 )
 ACCEPT_ENCODING = "gzip, deflate"  # exactly what _BoundedDecoder can decode
 
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT_REDIRECTS = frozenset({301, 308})
 _RETRY_LATER = frozenset({429, 503})
 _GZIP_WBITS = zlib.MAX_WBITS | 16
@@ -101,35 +103,26 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def make_client(
-    limits: FetchLimits = DEFAULT_LIMITS, *, max_connections: int = 10
-) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` set up for feeds: our User-Agent, Accept headers, timeouts, pool.
+def make_client(limits: FetchLimits = DEFAULT_LIMITS, *, max_connections: int = 10) -> FeedClient:
+    """A :class:`~monitor.feedclient.FeedClient` set up for feeds: our headers, timeouts, pool.
 
-    ``follow_redirects`` is on for other callers; :func:`fetch` follows
-    redirects itself (see the module docstring). The caller closes the client.
+    It keeps no cookies: a poll stands alone. The caller closes the client.
     """
-    if isinstance(max_connections, bool) or max_connections < 1:
-        raise ValueError(f"max_connections must be at least 1, got {max_connections!r}")
-    return httpx.AsyncClient(
-        verify=_tls_context(),
-        headers={"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING},
+    return FeedClient(
         timeout=httpx.Timeout(
             connect=limits.connect_timeout,
             read=limits.read_timeout,
             write=limits.read_timeout,
             pool=limits.deadline,  # waiting for a free connection counts against the deadline
         ),
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
-        follow_redirects=True,
-        max_redirects=limits.max_redirects,
+        headers={"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING},
+        max_connections=max_connections,
+        verify=_tls_context(),
     )
 
 
 async def fetch(
-    client: httpx.AsyncClient, url: str, validators: Validators, limits: FetchLimits
+    client: FeedClient, url: str, validators: Validators, limits: FetchLimits
 ) -> FetchResult:
     """GET ``url`` once, conditionally, within ``limits``. Never raises for network or HTTP trouble.
 
@@ -145,11 +138,9 @@ async def fetch(
     trail = _Trail(url)
     deadline = asyncio.timeout(limits.deadline)
     try:
-        problem = _check_url(url)
-        if problem is not None:
-            raise _Failed(problem)
+        first = _checked_url(url)
         async with deadline:
-            result = await _follow(client, trail, validators, limits)
+            result = await _follow(client, trail, first, validators, limits)
     except _Failed as exc:
         result = trail.error(exc.message, http_status=exc.http_status)
     except TimeoutError as exc:
@@ -271,29 +262,29 @@ class _Trail:
 
 
 async def _follow(
-    client: httpx.AsyncClient, trail: _Trail, validators: Validators, limits: FetchLimits
+    client: FeedClient,
+    trail: _Trail,
+    url: httpx.URL,
+    validators: Validators,
+    limits: FetchLimits,
 ) -> FetchResult:
     # Accept-Encoding again here: whatever client we were given, we must get only what we decode.
     headers = {"Accept-Encoding": ACCEPT_ENCODING, **_conditional_headers(validators)}
     while True:
-        request = client.build_request("GET", trail.current, headers=headers)
+        response = await client.get(url, headers)
         try:
-            # Not following, httpx still builds the next request from Location (resolving a
-            # relative one) and leaves it in ``next_request``; a Location it cannot use fails here.
-            response = await client.send(request, stream=True, follow_redirects=False)
-        except httpx.InvalidURL as exc:
-            raise _Failed(f"redirected to an invalid or unsupported URL ({exc})") from None
-        try:
-            if response.next_request is None:
+            location = response.headers.get("location")
+            if response.status_code not in _REDIRECTS or location is None:
                 return await _finish(response, trail, validators, limits)
-            target = str(response.next_request.url)
+            target = _redirect_target(trail.current, location)
         finally:
             await response.aclose()
         if len(trail.hops) >= limits.max_redirects:
             raise _Failed(_too_many_redirects(trail, target, limits.max_redirects))
-        problem = _check_url(target)
-        if problem is not None:
-            raise _Failed(f"{problem}; the server redirected to {target}")
+        try:
+            url = _checked_url(target)
+        except _Failed as exc:
+            raise _Failed(f"{exc.message}; the server redirected to {target}") from None
         if is_internal_host(target) and not is_internal_host(trail.current):
             # A public feed must not steer us at cloud metadata or services next to us.
             raise _Failed(
@@ -301,6 +292,22 @@ async def _follow(
                 f"({redact_url(target)})"
             )
         trail.hops.append((response.status_code, target))
+
+
+def _redirect_target(current: str, location: str) -> str:
+    """The absolute URL a ``Location`` points at from ``current`` (RFC 9110 10.2.2)."""
+    try:
+        base = httpx.URL(current)
+        url = httpx.URL(location.strip())
+        if url.scheme and not url.host:  # "https:/feed.xml": broken, but browsers cope
+            url = url.copy_with(host=base.host)
+        if url.is_relative_url:
+            url = base.join(url)
+        if base.fragment and not url.fragment:
+            url = url.copy_with(fragment=base.fragment)
+    except httpx.InvalidURL as exc:
+        raise _Failed(f"redirected to an invalid or unsupported Location ({exc})") from None
+    return str(url)
 
 
 def _too_many_redirects(trail: _Trail, target: str, max_redirects: int) -> str:
@@ -396,24 +403,25 @@ def _is_header_safe(value: str) -> bool:
     return value.isascii() and value.isprintable()
 
 
-def _check_url(url: str) -> str | None:
-    """None when ``url`` is an absolute http(s) URL, else why not."""
+def _checked_url(url: str) -> httpx.URL:
+    """``url`` parsed, if it is an absolute http(s) URL; else :class:`_Failed` saying why not."""
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        return f"not a valid URL ({exc})"
+        raise _Failed(f"not a valid URL ({exc})") from None
     scheme = parts.scheme.lower()
     if not scheme:
-        return "not an absolute URL: it should start with https:// or http://"
+        raise _Failed("not an absolute URL: it should start with https:// or http://")
     if scheme not in ("http", "https"):
-        return f"unsupported URL scheme '{scheme}': only http and https feeds can be fetched"
+        raise _Failed(
+            f"unsupported URL scheme '{scheme}': only http and https feeds can be fetched"
+        )
     if not parts.hostname:
-        return "the URL has no host name"
+        raise _Failed("the URL has no host name")
     try:
-        httpx.URL(url)
+        return httpx.URL(url)
     except httpx.InvalidURL as exc:
-        return f"not a valid URL ({exc})"
-    return None
+        raise _Failed(f"not a valid URL ({exc})") from None
 
 
 def _strip_userinfo(url: str) -> str:
@@ -542,7 +550,7 @@ def _deflate_wbits(head: bytes) -> int:
 # -- messages -----------------------------------------------------------------------
 
 
-def _describe_network_error(exc: BaseException, client: httpx.AsyncClient) -> str:
+def _describe_network_error(exc: BaseException, client: FeedClient) -> str:
     """One sentence for a transport failure: what happened, in words an operator can act on."""
     timeout = client.timeout
     if isinstance(exc, httpx.ConnectTimeout):

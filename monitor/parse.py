@@ -18,8 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
 
-import feedparser
-
 from monitor.errors import FeedParseError
 from monitor.models import ParsedFeed, RawEntry
 
@@ -40,6 +38,10 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
     feedparser fails outright, or when the body is not a feed at all (an HTML
     page, JSON, an empty body).
     """
+    # Imported on first use: a cycle where every feed answers 304 never parses, and a
+    # forked parse worker imports it on its first feed.
+    import feedparser
+
     response_headers = {str(k).lower(): str(v) for k, v in headers.items()}
     # No content-location on purpose: feedparser resolves an RSS <guid> without
     # isPermaLink="false" against it, so "item-42" would become

@@ -14,13 +14,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-
-import httpx
+from typing import Any
 
 from monitor.backoff import next_poll_after
 from monitor.clients import ClientPool
 from monitor.dedupe import Backfill, candidates, eligible, new_entries
 from monitor.errors import FeedParseError, StoreError
+from monitor.feedclient import FeedClient
 from monitor.fetch import FetchLimits, fetch
 from monitor.models import Entry, Feed, FetchResult, FetchStatus
 from monitor.parsepool import ParsePool
@@ -71,7 +71,7 @@ async def _parse(
     feed: Feed,
     now: datetime,
     *,
-    client: httpx.AsyncClient,
+    client: FeedClient,
     store: Store,
     settings: PollSettings,
 ) -> tuple[list[Entry], str | None]:
@@ -92,7 +92,7 @@ async def _parse(
 async def poll_feed(
     feed: Feed,
     *,
-    client: httpx.AsyncClient,
+    client: FeedClient,
     store: Store,
     rules: RuleSet,
     settings: PollSettings,
@@ -128,7 +128,7 @@ async def poll_feed(
 
     result = await fetch(client, state.url, state.validators, settings.limits)
     when = now()
-    polled = replace(state, last_polled_at=when, last_http_status=result.http_status)
+    changes: dict[str, Any] = {"last_polled_at": when, "last_http_status": result.http_status}
     if result.moved_to and result.moved_to != state.url:
         log.warning(
             "feed %r moved permanently to %s; update its url in feeds.yaml",
@@ -136,15 +136,17 @@ async def poll_feed(
             result.moved_to,
             extra={"feed": feed.name},
         )
-        polled = replace(polled, url=result.moved_to)
+        changes["url"] = result.moved_to
 
     if result.status is FetchStatus.NOT_MODIFIED:
-        fine = _succeeded(polled, when, "not_modified")
+        # One copy of the state, not two: most polls of a large list end here.
+        fine = _succeeded(state, when, "not_modified", **changes)
         if unchanged is not None:
             unchanged.append(fine)
         else:
             store.save_feed_state(fine)
         return PollReport(feed.name, "not_modified", elapsed=result.elapsed, state=fine)
+    polled = replace(state, **changes)
     if result.status is not FetchStatus.OK:
         return _failed(store, feed, polled, result, when, settings)
 
@@ -259,7 +261,7 @@ def _backing_off(state: FeedState, feed: Feed, settings: PollSettings, now: date
     return True
 
 
-def _succeeded(state: FeedState, when: datetime, status: str) -> FeedState:
+def _succeeded(state: FeedState, when: datetime, status: str, **changes: Any) -> FeedState:
     return replace(
         state,
         last_success_at=when,
@@ -268,6 +270,7 @@ def _succeeded(state: FeedState, when: datetime, status: str) -> FeedState:
         consecutive_failures=0,
         next_poll_at=None,
         gone=False,
+        **changes,
     )
 
 
@@ -315,7 +318,7 @@ STATE_BATCH = 50  # "not modified" feed states written per transaction by poll_a
 async def poll_all(
     feeds: Sequence[Feed],
     *,
-    client: httpx.AsyncClient | ClientPool,
+    client: FeedClient | ClientPool,
     store: Store,
     rules: RuleSet,
     settings: PollSettings,
@@ -338,7 +341,7 @@ async def poll_all(
             unchanged.clear()
             store.save_feed_states(batch)
 
-    async def poll(feed: Feed, http: httpx.AsyncClient) -> PollReport:
+    async def poll(feed: Feed, http: FeedClient) -> PollReport:
         report = await poll_feed(
             feed,
             client=http,

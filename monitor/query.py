@@ -614,16 +614,11 @@ class _Parser:
     def words(
         self, text: str, pos: int, fld: str | None, order: _Order, span: _Span = (0, 0)
     ) -> _Words:
-        prefix = text.endswith("*")
-        literal = fold_phrase(text.rstrip("*"))
-        if fld == "domain":
-            if prefix:
-                raise self.fail(
-                    "domain: matches whole host names (and their subdomains); drop the '*'", pos
-                )
-            literal = literal.strip(".")
-        fields = (fld,) if fld else DEFAULT_FIELDS
-        return _Words(text, order, pos, fields, compile_pattern(text), literal, prefix, span)
+        try:
+            term = _term(text, fld)
+        except QuerySyntaxError as exc:
+            raise self.fail(exc.message, pos) from None
+        return _Words(text, order, pos, *term, span)
 
     def list_ref(self, tok: _Tok, fld: str | None) -> _Node:
         items = self.lists.get(tok.text)
@@ -632,18 +627,58 @@ class _Parser:
             raise self.fail(f"unknown list '@{tok.text}'; known lists: {known}", tok.pos)
         if not items:
             raise self.fail(f"list '@{tok.text}' has no items", tok.pos)
+        try:
+            terms = _list_terms(items if isinstance(items, tuple) else tuple(items), fld)
+        except _BadItem as exc:
+            message = f"list '@{tok.text}' item {exc.item!r}: {exc.message}"
+            raise self.fail(message, tok.pos) from None
+        except QuerySyntaxError as exc:
+            raise self.fail(exc.message, tok.pos) from None
         order = self.next_leaf()
-        leaves: list[_Node] = []
-        for k, item in enumerate(items):
-            try:
-                validate_list_item(item)
-            except QuerySyntaxError as exc:
-                raise self.fail(
-                    f"list '@{tok.text}' item {item!r}: {exc.message}", tok.pos
-                ) from None
-            leaves.append(self.words(item.strip(), tok.pos, fld, (order, k), (tok.pos, tok.end)))
+        span = (tok.pos, tok.end)
+        leaves = tuple(
+            _Words(label, (order, k), tok.pos, *term, span) for k, (label, term) in enumerate(terms)
+        )
         # Kept as a group even for one item, so a trace can show the list by name.
-        return _Or(tok.pos, tuple(leaves), (tok.pos, tok.end), tok.text)
+        return _Or(tok.pos, leaves, span, tok.text)
+
+
+_Term = tuple[tuple[str, ...], Pattern, str, bool]  # fields, pattern, literal, prefix
+
+
+@lru_cache(maxsize=16384)
+def _term(text: str, fld: str | None) -> _Term:
+    """What a term means in field ``fld``; cached, as rules repeat lists and terms many times."""
+    prefix = text.endswith("*")
+    literal = fold_phrase(text.rstrip("*"))
+    if fld == "domain":
+        if prefix:
+            raise _fail(
+                "domain: matches whole host names (and their subdomains); drop the '*'", "", 0
+            )
+        literal = literal.strip(".")
+    fields = (fld,) if fld else DEFAULT_FIELDS
+    return fields, compile_pattern(text), literal, prefix
+
+
+class _BadItem(QuerySyntaxError):
+    def __init__(self, item: str, cause: QuerySyntaxError) -> None:
+        super().__init__(cause.message, cause.query, cause.position)
+        self.item = item
+
+
+@lru_cache(maxsize=1024)
+def _list_terms(items: tuple[str, ...], fld: str | None) -> tuple[tuple[str, _Term], ...]:
+    """Each list item checked and analysed once, however many queries use the list."""
+    terms: list[tuple[str, _Term]] = []
+    for item in items:
+        try:
+            validate_list_item(item)
+        except QuerySyntaxError as exc:
+            raise _BadItem(item, exc) from None
+        label = item.strip()
+        terms.append((label, _term(label, fld)))
+    return tuple(terms)
 
 
 def _positive(node: _Node) -> bool:
@@ -667,6 +702,7 @@ def compile_query(text: str, lists: Mapping[str, Sequence[str]] | None = None) -
 
 
 _ITEM_CHARS = re.compile(r"[\w\s\-.'’‘&*]")
+_ITEM_RUN = re.compile(r"[\w\s\-.'’‘&*]+")  # no character to complain about: skip the loop
 
 
 @lru_cache(maxsize=16384)
@@ -678,7 +714,7 @@ def validate_list_item(item: str) -> None:
     """
     if not item.strip():
         raise _fail("empty list item", item, 0)
-    for pos, char in enumerate(item):
+    for pos, char in enumerate(item if _ITEM_RUN.fullmatch(item) is None else ""):
         if char in _OPEN_QUOTES:
             raise _fail("write list items without quotes: each item is already a phrase", item, pos)
         if not _ITEM_CHARS.match(char):

@@ -32,6 +32,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from monitor.app import (
     Config,
     Settings,
+    freeze_startup_objects,
     load_config,
     make_deliverer,
     make_feed_health,
@@ -317,6 +318,7 @@ def run_service(rules_dir: Path, state_path: Path, *, env: Mapping[str, str]) ->
     config = load_config(rules_dir)
     settings = Settings.from_env(env)
     notifier = notifier_from_env(env, stdout=sys.stdout)
+    freeze_startup_objects()
     # Parse workers (if any) are forked first, before the lock and the database are open
     # and before the health server's thread starts.
     with settings.parse_pool(len(config.feeds.feeds)) as parser, state_lock(state_path):

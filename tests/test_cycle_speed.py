@@ -137,7 +137,7 @@ def test_a_parse_past_the_time_limit_is_stopped_and_the_pool_recovers() -> None:
 def test_client_pool_spreads_connections_over_small_clients() -> None:
     async def go() -> list[int]:
         async with ClientPool(LIMITS, connections=5) as pool:
-            sizes = [c._transport._pool._max_connections for c in pool.clients]  # type: ignore[attr-defined]
+            sizes = [c.max_connections for c in pool.clients]
             async with pool.lease() as a, pool.lease() as b, pool.lease() as c:
                 assert len({id(a), id(b), id(c)}) == 3  # the least busy client each time
             return sizes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import gzip
 import os
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from monitor.feedclient import FeedClient
 from monitor.fetch import (
     USER_AGENT,
     FetchLimits,
@@ -134,6 +136,24 @@ def test_user_agent_and_accept_headers_are_sent(feed_server: FeedServer) -> None
     assert USER_AGENT.startswith("ai-safety-partnership-monitor/")
     assert headers["accept-encoding"] == "gzip, deflate"
     assert "application/rss+xml" in headers["accept"]
+
+
+def test_cookies_a_feed_sets_are_never_sent_back(feed_server: FeedServer) -> None:
+    # One client serves every feed of a cycle (and a service runs for months): a cookie
+    # one feed sets must not follow later polls of it or of its neighbours on the host.
+    cookie = {"Set-Cookie": "session=abc123; Path=/"}
+    feed_server.set("/a.xml", FEED, headers=cookie)
+    feed_server.set("/b.xml", FEED, headers=cookie)
+
+    async def go() -> None:
+        async with make_client(FAST) as client:
+            for path in ("/a.xml", "/a.xml", "/b.xml"):
+                result = await fetch(client, feed_server.url(path), Validators(), FAST)
+                assert result.status is OK
+
+    asyncio.run(go())
+    assert len(feed_server.requests) == 3
+    assert [r.headers.get("cookie") for r in feed_server.requests] == [None, None, None]
 
 
 def test_204_is_ok_with_empty_body(feed_server: FeedServer) -> None:
@@ -572,7 +592,8 @@ def test_any_client_gets_only_encodings_we_decode(feed_server: FeedServer) -> No
     feed_server.set("/feed.xml", FEED)
 
     async def go() -> FetchResult:
-        async with httpx.AsyncClient(headers={"Accept-Encoding": "br, zstd"}) as client:
+        client = FeedClient(timeout=httpx.Timeout(5.0), headers={"Accept-Encoding": "br, zstd"})
+        async with client:
             return await fetch(client, feed_server.url("/feed.xml"), Validators(), FAST)
 
     assert asyncio.run(go()).status is OK
@@ -598,7 +619,8 @@ def test_non_http_url_is_refused_without_a_request(url: str) -> None:
         raise AssertionError(f"a request was made to {request.url}")
 
     async def go() -> FetchResult:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(no_network)) as client:
+        transport = httpx.MockTransport(no_network)
+        async with FeedClient(timeout=httpx.Timeout(5.0), transport=transport) as client:
             return await fetch(client, url, Validators(), FAST)
 
     result = asyncio.run(go())
@@ -626,6 +648,60 @@ def test_credentials_are_not_passed_on_as_content_location(feed_server: FeedServ
     assert result.headers["content-location"] == feed_server.url("/feed.xml")
     # The userinfo still authenticates the request itself.
     assert feed_server.last_request().headers["authorization"].startswith("Basic ")
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth(feed_server: FeedServer) -> None:
+    feed_server.set("/feed.xml", FEED)
+    url = feed_server.url("/feed.xml").replace("http://", "http://alice%40corp:s3cr%3At@")
+    assert do_fetch(url).status is OK
+    sent = feed_server.last_request().headers["authorization"]
+    assert sent == "Basic " + base64.b64encode(b"alice@corp:s3cr:t").decode()
+
+
+def test_a_redirect_to_another_host_drops_the_credentials(feed_server: FeedServer) -> None:
+    feed_server.set("/feed.xml", FEED)
+    # Same server, other name: the credentials were written for 127.0.0.1 only.
+    elsewhere = feed_server.url("/feed.xml").replace("127.0.0.1", "localhost")
+    feed_server.redirect("/old.xml", elsewhere, status=301)
+    url = feed_server.url("/old.xml").replace("http://", "http://alice:s3cret@")
+    assert do_fetch(url).status is OK
+    first, second = feed_server.requests
+    assert first.headers["authorization"].startswith("Basic ")
+    assert second.path == "/feed.xml" and "authorization" not in second.headers
+
+
+# -- proxies -----------------------------------------------------------------------
+
+
+def test_the_proxy_the_environment_names_is_used(
+    feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The feed server plays the proxy: a proxied GET names the whole URL in its request line.
+    feed_server.set("/feed.xml", FEED)
+    monkeypatch.setenv("HTTP_PROXY", feed_server.base_url)
+    result = do_fetch("http://feeds.example.invalid/feed.xml")
+    assert result.status is OK, result.error
+    assert feed_server.last_request().target == "http://feeds.example.invalid/feed.xml"
+
+
+def test_no_proxy_hosts_are_fetched_directly(
+    feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed_server.set("/feed.xml", FEED)
+    with socket.socket() as dead:  # bound, never listening: a proxied GET would be refused
+        dead.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{dead.getsockname()[1]}")
+        monkeypatch.setenv("no_proxy", "localhost,127.0.0.1")
+        result = do_fetch(feed_server.url("/feed.xml"))
+    assert result.status is OK, result.error
+    assert feed_server.last_request().target == "/feed.xml"
+
+
+def test_a_proxy_that_cannot_be_used_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "ftp://proxy.example.invalid:21")
+    result = do_fetch("https://feeds.example.invalid/feed.xml")
+    assert result.status is ERROR
+    assert result.error is not None and "cannot use the proxy" in result.error
 
 
 def test_redact_url() -> None:

@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from monitor.deliver import Deliverer
+from monitor.feedclient import FeedClient
 from monitor.fetch import FetchLimits, fetch, make_client
 from monitor.models import AlertStatus, Entry, Feed, FetchStatus, RuleMatch, Validators
 from monitor.notify import SlackBotNotifier
@@ -414,7 +415,7 @@ def test_redirect_from_a_public_feed_to_an_internal_address_is_refused(target: s
 
     async def go() -> Any:
         transport = httpx.MockTransport(handler)
-        async with httpx.AsyncClient(transport=transport) as client:
+        async with FeedClient(timeout=httpx.Timeout(5.0), transport=transport) as client:
             return await fetch(
                 client, "https://feeds.example.org/feed.xml", Validators(), FetchLimits()
             )

@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from monitor.deliver import Deliverer, DeliveryReport, FollowupPolicy
 from monitor.errors import ConfigError
+from monitor.fetch import make_client
 from monitor.models import AlertStatus, Entry, Feed, RuleMatch
 from monitor.notify import Notifier, SlackBotNotifier, StdoutNotifier, WebhookNotifier
 from monitor.parties import load_parties
@@ -136,7 +136,7 @@ def poll_feeds(
     feed_objs = [Feed(f["name"], f["url"]) for f in feeds]
 
     async def go() -> list[Outcome]:
-        async with httpx.AsyncClient() as client:
+        async with make_client() as client:
             reports = await poll_all(
                 feed_objs,
                 client=client,

@@ -20,8 +20,7 @@ import asyncio
 from collections.abc import Mapping
 from datetime import datetime
 
-import httpx
-
+from monitor.feedclient import FeedClient
 from monitor.fetch import FetchLimits
 from monitor.models import Entry, Feed, FetchResult, ParsedFeed
 from monitor.normalize import normalize_entries
@@ -39,7 +38,7 @@ async def read_entries(
     feed: Feed,
     now: datetime,
     *,
-    client: httpx.AsyncClient,
+    client: FeedClient,
     limits: FetchLimits,
     seen: SeenIds,
     parser: ParsePool | None = None,

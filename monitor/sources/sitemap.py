@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import unquote, urlsplit
 
-import httpx
-
 from monitor.dates import parse_date
 from monitor.errors import FeedParseError
+from monitor.feedclient import FeedClient
 from monitor.fetch import FetchLimits, fetch
 from monitor.links import canonical_link
 from monitor.models import Entry, Feed, FetchStatus, ParsedFeed, RawEntry, Validators
@@ -126,7 +125,7 @@ async def read_sitemap(
     feed: Feed,
     now: datetime,
     *,
-    client: httpx.AsyncClient,
+    client: FeedClient,
     limits: FetchLimits,
     seen: SeenIds,
 ) -> tuple[list[Entry], str | None]:
@@ -191,7 +190,7 @@ def slug_title(url: str) -> str:
 
 
 async def _describe_pages(
-    client: httpx.AsyncClient, urls: Sequence[str], limits: FetchLimits
+    client: FeedClient, urls: Sequence[str], limits: FetchLimits
 ) -> dict[str, PageInfo]:
     """Fetch and describe ``urls``, a few at a time, all within one fetch deadline."""
     pages: dict[str, PageInfo] = {}

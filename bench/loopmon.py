@@ -44,6 +44,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: find the monitor
 from monitor import logs  # noqa: E402
 from monitor.app import (  # noqa: E402
     Settings,
+    freeze_startup_objects,
     load_config,
     make_deliverer,
     make_feed_health,
@@ -76,6 +77,7 @@ async def _cycle(
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(workers))
     config = load_config(rules_dir)
     settings = Settings.from_env(os.environ)
+    freeze_startup_objects()  # as `monitor once` does
     # The parse pool `monitor once` would use (MONITOR_PARSE_PROCESSES; auto by feed count).
     parser = settings.parse_pool(len(config.feeds.feeds))
     parser.start()

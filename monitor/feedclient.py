@@ -19,10 +19,19 @@ import base64
 import ssl
 import urllib.request
 from collections.abc import Mapping
+from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
 
 import httpx
 
 __all__ = ["FeedClient", "environment_proxies"]
+
+
+def _proxy_bypass(host: str, proxies: Mapping[str, str]) -> bool:
+    """``no_proxy`` matching exactly as urllib does it, against the variables read at start.
+
+    (``urllib.request.proxy_bypass`` would read the environment again.)
+    """
+    return bool(proxy_bypass_environment(host, proxies))
 
 
 def environment_proxies() -> dict[str, str]:
@@ -109,7 +118,7 @@ class FeedClient:
             proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
             host = f"[{url.host}]" if ":" in url.host else url.host  # IPv6, as no_proxy writes it
             host = host if url.port is None else f"{host}:{url.port}"
-            if proxy and self._proxies.get("no") and urllib.request.proxy_bypass(host):
+            if proxy and _proxy_bypass(host, self._proxies):
                 proxy = None
             self._routes[key] = proxy
         return self._routes[key]

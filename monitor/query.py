@@ -701,8 +701,9 @@ def compile_query(text: str, lists: Mapping[str, Sequence[str]] | None = None) -
     return CompiledQuery(text, _Parser(text, lists or {}).parse())
 
 
-_ITEM_CHARS = re.compile(r"[\w\s\-.'’‘&*]")
-_ITEM_RUN = re.compile(r"[\w\s\-.'’‘&*]+")  # no character to complain about: skip the loop
+_ITEM_CLASS = r"[\w\s\-.'’‘&*]"  # what a list item may contain
+_ITEM_CHARS = re.compile(_ITEM_CLASS)
+_ITEM_RUN = re.compile(_ITEM_CLASS + "+")  # no character to complain about: skip the loop
 
 
 @lru_cache(maxsize=16384)

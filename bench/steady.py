@@ -18,12 +18,10 @@ shipped rule files and INFO logs to a file, as in ``bench/cycle.py``.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -31,30 +29,24 @@ ROOT = BENCH.parent
 if str(BENCH) not in sys.path:  # bench/ is scripts, not a package
     sys.path.insert(0, str(BENCH))
 
-from cycle import base_env, write_rules  # noqa: E402
+from cycle import base_env, measure, write_rules  # noqa: E402
 from farm import FarmProcess  # noqa: E402
 
 
-def run_once(rules: Path, state: Path, env: dict[str, str], log: Path) -> tuple[float, float, int]:
-    """One ``monitor once``: (wall s, CPU s, peak RSS MB); fails loudly on a non-zero exit."""
-    command = [
-        sys.executable,
-        "-m",
-        "monitor",
-        "once",
-        "--rules",
-        str(rules),
-        "--state",
-        str(state),
-    ]
-    started = time.perf_counter()
-    with log.open("a") as err:
-        proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"monitor once failed (exit {status}); see {log}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024
+def run_once(
+    rules: Path, state: Path, env: dict[str, str], work: Path
+) -> tuple[float, float, float]:
+    """One ``monitor once`` (measured as in bench/cycle.py): wall s, CPU s, peak RSS MB."""
+    command = [sys.executable, "-m", "monitor", "once", "--rules", str(rules)]
+    run = measure(
+        [*command, "--state", str(state)],
+        env=env,
+        stdout=work / "stdout.txt",
+        stderr=work / "stderr.txt",
+    )
+    if not run.ok:
+        raise SystemExit(f"monitor once failed (exit {run.returncode}); see {work / 'stderr.txt'}")
+    return run.wall, run.cpu, run.rss_mb
 
 
 def main() -> int:
@@ -72,15 +64,15 @@ def main() -> int:
     sides = {"A": env_a, "B": {**env_a, **extra}} if extra else {"A": env_a}
     walls: dict[str, list[float]] = {side: [] for side in sides}
     with FarmProcess(args.feeds) as farm:
-        rules, state, log = work / "rules", work / "state.db", work / "monitor.log"
+        rules, state = work / "rules", work / "state.db"
         write_rules(rules, farm.urls())
-        wall, cpu, rss = run_once(rules, state, env_a, log)
-        print(f"cold  wall {wall:6.3f}s  cpu {cpu:6.3f}s  rss {rss} MB", flush=True)
+        wall, cpu, rss = run_once(rules, state, env_a, work)
+        print(f"cold  wall {wall:6.3f}s  cpu {cpu:6.3f}s  rss {rss:.0f} MB", flush=True)
         for n in range(args.runs):
             for side, env in sides.items():
-                wall, cpu, rss = run_once(rules, state, env, log)
+                wall, cpu, rss = run_once(rules, state, env, work)
                 walls[side].append(wall)
-                print(f"{side} {n + 1:2d}  wall {wall:6.3f}s  cpu {cpu:6.3f}s  rss {rss} MB")
+                print(f"{side} {n + 1:2d}  wall {wall:6.3f}s  cpu {cpu:6.3f}s  rss {rss:.0f} MB")
     for side, values in walls.items():
         label = f" ({' '.join(args.b_env)})" if side == "B" else ""
         print(
